@@ -1,0 +1,42 @@
+"""The errors tsf raises on purpose: each carries the path or name it is about and the cause, in one line.
+
+The CLI turns a ``TsfError`` into ``Error: <message>`` on stderr and exits with its ``exit_code``; anything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class TsfError(Exception):
+    """Base class of every error tsf reports to users as one line."""
+
+    exit_code = 1
+
+
+class VideoError(TsfError):
+    """A video that cannot be opened, has no usable video stream, or fails to decode."""
+
+    exit_code = 3
+
+    def __init__(self, path, cause: str):
+        self.path = str(path)
+        self.cause = cause
+        super().__init__(f"{self.path}: {cause}")
+
+
+class ModelNotFoundError(TsfError):
+    """A model name, hub id or folder that cannot be resolved (unknown, offline and not cached, missing file)."""
+
+    exit_code = 4
+
+
+class CheckpointError(TsfError):
+    """A checkpoint that exists but cannot be loaded: corrupt, truncated, wrong model type, missing or extra tensors."""
+
+    exit_code = 5
+
+
+class OutputError(TsfError):
+    """An output file that cannot be written, or an output format that is not supported."""
+
+    exit_code = 6
