@@ -1,0 +1,38 @@
+"""Shared pytest set-up: no network ever, slow and GPU tests skipped unless asked for.
+
+Fixtures that build things (tiny checkpoints, generated videos) live next to the tests that own them, in the
+``tests/_*.py`` helper modules, so each test file reads on its own.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    run_slow = config.getoption("--runslow")
+    has_cuda = None
+    for item in items:
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(pytest.mark.skip(reason="slow: pass --runslow to run"))
+        if "gpu" in item.keywords:
+            if has_cuda is None:
+                import torch
+
+                has_cuda = torch.cuda.is_available()
+            if not has_cuda:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
+@pytest.fixture(autouse=True)
+def _offline_hub(monkeypatch, tmp_path_factory):
+    """Every test runs offline against an empty, private Hugging Face cache unless it builds its own."""
+    home = tmp_path_factory.mktemp("hf_home")
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
