@@ -1,0 +1,112 @@
+"""Typed results that flow from the API to the writers: frozen dataclasses, no torch inside.
+
+``to_dict()`` gives the JSON-ready form that every writer shares, so the JSON, JSONL and CSV outputs agree field for
+field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One label with its probability (averaged over the views when there are several)."""
+
+    label: str
+    index: int
+    probability: float
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "index": self.index, "probability": self.probability}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which weights produced a result: what the user asked for, where it resolved, and the exact revision."""
+
+    name: str
+    source: str
+    revision: str | None
+    dtype: str
+    device: str
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "revision": self.revision,
+            "dtype": self.dtype,
+            "device": self.device,
+        }
+
+
+@dataclass(frozen=True)
+class ClipFrames:
+    """The frames one temporal view was built from."""
+
+    indices: tuple[int, ...]
+    timestamps: tuple[float, ...]
+    padded: int = 0
+
+    def to_dict(self) -> dict:
+        return {"indices": list(self.indices), "timestamps": [round(t, 6) for t in self.timestamps], "padded": self.padded}
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """The top-k labels of one video."""
+
+    path: str
+    predictions: tuple[Prediction, ...]
+    clips: tuple[ClipFrames, ...]
+    crops: int
+    model: ModelInfo
+    status: str = field(default="ok", init=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "status": self.status,
+            "model": self.model.to_dict(),
+            "clips": [c.to_dict() for c in self.clips],
+            "crops": self.crops,
+            "predictions": [p.to_dict() for p in self.predictions],
+        }
+
+
+@dataclass(frozen=True)
+class VideoFailure:
+    """A video that could not be processed: its error type and the one-line message."""
+
+    path: str
+    error: str
+    message: str
+    status: str = field(default="error", init=False)
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "status": self.status, "error": self.error, "message": self.message}
+
+
+@dataclass(frozen=True)
+class VideoEmbedding:
+    """One vector per video, with what is needed to trace it back to its frames and weights."""
+
+    path: str
+    vector: np.ndarray  # (hidden_size,) float32
+    pool: str  # "cls" or "mean"
+    clips: tuple[ClipFrames, ...]
+    model: ModelInfo
+    status: str = field(default="ok", init=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "status": self.status,
+            "pool": self.pool,
+            "model": self.model.to_dict(),
+            "clips": [c.to_dict() for c in self.clips],
+            "vector": self.vector.astype(np.float32).tolist(),
+        }
