@@ -40,3 +40,9 @@ class OutputError(TsfError):
     """An output file that cannot be written, or an output format that is not supported."""
 
     exit_code = 6
+
+
+class DeviceError(TsfError):
+    """A device that was asked for but is not there (CUDA on a machine without it, a GPU index out of range)."""
+
+    exit_code = 7
