@@ -150,15 +150,18 @@ class WorkerPool:
                 except (EOFError, OSError):
                     # The pipe closed before a whole answer arrived: the process died mid-send.
                     worker.process.join(timeout=5)
-                    yield task, self._replace(worker, TaskFailure("WorkerCrash", _describe_exit(worker.process.exitcode)))
+                    yield task, self._crashed(worker)
                     continue
                 worker.task = None
                 yield task, value
             elif worker.process.sentinel in ready:
                 worker.process.join(timeout=5)
-                yield task, self._replace(worker, TaskFailure("WorkerCrash", _describe_exit(worker.process.exitcode)))
+                yield task, self._crashed(worker)
             elif self._timeout is not None and now - worker.started >= self._timeout:
                 yield task, self._replace(worker, TaskFailure("Timeout", f"no result after {self._timeout:g} s"))
+
+    def _crashed(self, worker: _Worker) -> TaskFailure:
+        return self._replace(worker, TaskFailure("WorkerCrash", _describe_exit(worker.process.exitcode)))
 
     def _replace(self, worker: _Worker, failure: TaskFailure) -> TaskFailure:
         worker.stop(kill=True)

@@ -1,0 +1,291 @@
+"""The ``tsf`` command: one thin function per command over ``tsf_cli.api``.
+
+Data goes to stdout, everything for people (progress, warnings, errors) to stderr. A known error becomes one
+``Error: ...`` line and its exit code; the traceback appears only with ``--debug`` or ``TSF_DEBUG=1``. torch, PyAV and
+huggingface_hub are imported inside the commands, so ``tsf --help`` stays fast.
+
+Exit codes: 0 success; 1 other known error; 2 bad command line; 3 a video could not be read; 4 model not found;
+5 bad checkpoint; 6 output cannot be written; 7 device unavailable; 8 a batch finished but some inputs failed;
+130 interrupted (Ctrl-C; what was finished is kept).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import TsfError
+
+EXIT_SOME_FAILED = 8
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="tsf",
+    help="Classify videos with TimeSformer: top-k labels, folders of videos, embeddings.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False)
+_state = {"debug": os.environ.get("TSF_DEBUG", "") not in ("", "0")}
+
+
+class Sampling(str, Enum):
+    uniform = "uniform"
+    stride = "stride"
+    segments = "segments"
+
+
+class DType(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Pool(str, Enum):
+    cls = "cls"
+    mean = "mean"
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    stderr.print(f"[bold red]Error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def reports_errors(command):
+    """Turn tsf's own errors (and Ctrl-C) into one line on stderr and a documented exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except TsfError as exc:
+            if _state["debug"]:
+                raise
+            raise _fail(str(exc), exc.exit_code) from None
+        except ValueError as exc:
+            # Option values the API rejects (a zero batch size, an unknown pool) are usage errors.
+            if _state["debug"]:
+                raise
+            raise _fail(str(exc), 2) from None
+        except KeyboardInterrupt:
+            stderr.print("Interrupted: finished results are kept; run again with --resume to continue.")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+def _version(value: bool):
+    if value:
+        stdout.print(f"tsf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (same as TSF_DEBUG=1).")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+):
+    """Classify videos with TimeSformer."""
+    if debug:
+        _state["debug"] = True
+
+
+# Options shared by the commands that run the model. Flag names equal the API's keyword arguments.
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Preset name (see `tsf models`), hub id, or local folder. [default: base-k400]"),
+]
+RevisionOpt = Annotated[str | None, typer.Option(help="Hub revision (branch, tag or commit) to load.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+DTypeOpt = Annotated[DType, typer.Option(help="Compute precision; auto: bf16 where the hardware runs it natively.")]
+FramesOpt = Annotated[int | None, typer.Option(min=1, help="Frames per clip. [default: the model's]")]
+SamplingOpt = Annotated[Sampling | None, typer.Option(help="How frames are chosen. [default: the model's]")]
+StrideOpt = Annotated[int | None, typer.Option(min=1, help="Frame step for --sampling stride.")]
+ClipsOpt = Annotated[int | None, typer.Option(min=1, help="Temporal clips per video (averaged).")]
+CropsOpt = Annotated[int | None, typer.Option(min=1, max=3, help="Spatial crops per clip: 1 or 3.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Videos per model batch.")]
+WorkersOpt = Annotated[int | None, typer.Option(min=0, help="Decoding processes (0: decode in this process).")]
+TimeoutOpt = Annotated[float, typer.Option(min=1, help="Seconds one video may take to decode before it fails.")]
+
+
+def _classifier(model, revision, device, dtype):
+    from .api import Classifier
+    from .presets import DEFAULT_MODEL
+
+    with stderr.status(f"Loading {model or DEFAULT_MODEL}...", spinner="dots"):
+        return Classifier(model or DEFAULT_MODEL, revision=revision, device=device, dtype=dtype.value)
+
+
+def _views(classifier, frames, sampling, stride, clips, crops):
+    return classifier.view_options(
+        frames=frames,
+        sampling=sampling.value if sampling else None,
+        frame_sample_rate=stride,
+        clips=clips,
+        crops=crops,
+    )
+
+
+@app.command()
+@reports_errors
+def classify(
+    videos: Annotated[list[Path], typer.Argument(help="Video files.", show_default=False)],
+    model: ModelOpt = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels to show per video.")] = 5,
+    device: DeviceOpt = "auto",
+    dtype: DTypeOpt = DType.auto,
+    frames: FramesOpt = None,
+    sampling: SamplingOpt = None,
+    stride: StrideOpt = None,
+    clips: ClipsOpt = None,
+    crops: CropsOpt = None,
+    revision: RevisionOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of tables.")] = False,
+):
+    """Top-k labels of each video, as a table (or JSON with --json)."""
+    from .results import VideoFailure
+    from .writers import write_json_document
+
+    for video in videos:
+        if not video.exists():
+            raise _fail(f"{video}: no such file", 3)
+    classifier = _classifier(model, revision, device, dtype)
+    views = _views(classifier, frames, sampling, stride, clips, crops)
+    paths = [str(v) for v in videos]
+    by_path = {r.path: r for r in classifier.run(paths, views, top_k=top_k, batch_size=len(paths))}
+    records = [by_path[p] for p in paths]
+    if as_json:
+        write_json_document(records, sys.stdout)
+    else:
+        for record in records:
+            if not isinstance(record, VideoFailure):
+                stdout.print(_prediction_table(record))
+    failures = [r for r in records if isinstance(r, VideoFailure)]
+    for failure in failures:
+        stderr.print(f"[bold red]Error:[/] {failure.message}", soft_wrap=True)
+    if failures:
+        raise typer.Exit(3)
+
+
+def _prediction_table(result):
+    from rich.table import Table
+
+    frames = sum(len(c.indices) for c in result.clips) // max(1, len(result.clips))
+    views = f"{len(result.clips)} clip(s) x {result.crops} crop(s) of {frames} frames"
+    caption = f"{result.model.name} · {result.model.dtype} on {result.model.device} · {views}"
+    table = Table(title=result.path, caption=caption, title_justify="left", caption_justify="left")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    table.add_column("", min_width=20)
+    for rank, p in enumerate(result.predictions, 1):
+        bar = "█" * round(p.probability * 20)
+        table.add_row(str(rank), p.label, f"{p.probability:.1%}", f"[green]{bar}[/]")
+    return table
+
+
+@app.command()
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of a table.")] = False,
+):
+    """The known models (presets), and which are already in the local cache."""
+    from .checkpoints import is_cached
+    from .presets import DEFAULT_MODEL, all_presets
+
+    rows = []
+    for preset in all_presets().values():
+        available = preset.bundled is not None or is_cached(preset.hub_id, preset.revision)
+        rows.append((preset, available))
+    if as_json:
+        out = [
+            {
+                "name": p.name,
+                "source": p.source,
+                "revision": p.revision,
+                "dataset": p.dataset,
+                "frames": p.frames,
+                "image_size": p.image_size,
+                "num_labels": p.num_labels,
+                "sampling": p.sampling,
+                "clips": p.clips,
+                "crops": p.crops,
+                "license": p.license,
+                "available_offline": ok,
+                "default": p.name == DEFAULT_MODEL,
+            }
+            for p, ok in rows
+        ]
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    from rich.table import Table
+
+    table = Table(caption=f"default: {DEFAULT_MODEL} · pass --model NAME, a hub id or a folder", caption_justify="left")
+    for column in ("name", "source", "frames x size", "labels", "views", "licence", "offline"):
+        table.add_column(column)
+    for p, ok in rows:
+        table.add_row(
+            p.name,
+            p.source if p.bundled is None else "bundled",
+            f"{p.frames} x {p.image_size}",
+            f"{p.num_labels} ({p.dataset})",
+            f"{p.clips}x{p.crops}",
+            p.license or "?",
+            "[green]yes[/]" if ok else "no",
+        )
+    stdout.print(table)
+
+
+@app.command()
+@reports_errors
+def info(
+    video: Annotated[Path, typer.Argument(help="A video file.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of a table.")] = False,
+):
+    """Streams, codec, size, duration, fps and frame count of a video, as measured (not as the header claims)."""
+    import dataclasses
+
+    from .video import probe
+
+    if not video.exists():
+        raise _fail(f"{video}: no such file", 3)
+    found = probe(str(video))
+    if as_json:
+        json.dump(dataclasses.asdict(found), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    from rich.table import Table
+
+    duration = f"{found.duration_s:.3f} s" if found.duration_s is not None else "?"
+    table = Table(title=f"{found.path} ({found.container}, {duration})", title_justify="left")
+    fields = [f.name for f in dataclasses.fields(found.streams[0])] if found.streams else []
+    for name in fields:
+        table.add_column(name)
+    for stream in found.streams:
+        row = []
+        for name in fields:
+            value = getattr(stream, name)
+            row.append(f"{value:.3f}" if isinstance(value, float) else "" if value is None else str(value))
+        if stream.index == found.video_stream:
+            row[0] += " *"
+        table.add_row(*row)
+    stdout.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
