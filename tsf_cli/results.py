@@ -52,7 +52,8 @@ class ClipFrames:
     padded: int = 0
 
     def to_dict(self) -> dict:
-        return {"indices": list(self.indices), "timestamps": [round(t, 6) for t in self.timestamps], "padded": self.padded}
+        timestamps = [round(t, 6) for t in self.timestamps]
+        return {"indices": list(self.indices), "timestamps": timestamps, "padded": self.padded}
 
 
 @dataclass(frozen=True)
