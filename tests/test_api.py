@@ -1,0 +1,84 @@
+"""The API's own logic: which files a batch sees, how model names resolve, devices and precisions."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from tsf_cli.api import ViewOptions, list_inputs, resolve_device, resolve_dtype, resolve_model
+from tsf_cli.errors import DeviceError, ModelNotFoundError, TsfError
+
+
+def _touch(path, text="x"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_folder_lists_every_visible_file_sorted_and_skips_hidden_and_excluded(tmp_path):
+    for name in ["b.mp4", "a.mkv", "notes.txt", ".DS_Store", "sub/c.mp4", ".hidden/d.mp4", "out.jsonl"]:
+        _touch(tmp_path / name)
+    flat = list_inputs(str(tmp_path), exclude=[str(tmp_path / "out.jsonl")])
+    assert flat == [os.path.join(str(tmp_path), n) for n in ["a.mkv", "b.mp4", "notes.txt"]]
+    deep = list_inputs(str(tmp_path), recursive=True, exclude=[str(tmp_path / "out.jsonl")])
+    assert deep == [os.path.join(str(tmp_path), n) for n in ["a.mkv", "b.mp4", "notes.txt", "sub/c.mp4"]]
+
+
+def test_list_file_and_glob_and_single_file(tmp_path):
+    a, b = _touch(tmp_path / "a.mp4"), _touch(tmp_path / "b.webm")
+    listing = _touch(tmp_path / "list.txt", f"# my videos\n{b}\n\n  {a}  \n{a}\n")
+    assert list_inputs(str(listing)) == [str(a), str(b)]  # sorted, blank and comment lines skipped, no duplicates
+    assert list_inputs(str(tmp_path / "*.mp4")) == [str(a)]
+    assert list_inputs(str(b)) == [str(b)]
+
+
+def test_missing_source_is_one_clear_error(tmp_path):
+    with pytest.raises(TsfError, match="nope: no such file, folder or matching glob"):
+        list_inputs(str(tmp_path / "nope"))
+
+
+def test_model_names_resolve_to_presets_folders_or_hub_ids(tmp_path):
+    source, preset = resolve_model(str(tmp_path))
+    assert (source, preset) == (str(tmp_path), None)
+    assert resolve_model("someone/their-timesformer") == ("someone/their-timesformer", None)
+    with pytest.raises(ModelNotFoundError, match=r"unknown model 'no-such-model': not a preset \("):
+        resolve_model("no-such-model")
+    with pytest.raises(ModelNotFoundError, match="model folder './missing/dir' does not exist"):
+        resolve_model("./missing/dir")
+
+
+def test_cuda_asked_for_without_cuda_is_a_device_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(DeviceError, match="--device cuda was asked for but .*use --device cpu"):
+        resolve_device("cuda")
+    with pytest.raises(DeviceError, match="unknown device 'gpu0'"):
+        resolve_device("gpu0")
+
+
+def test_explicit_dtypes_and_auto_on_cpu(monkeypatch):
+    cpu = torch.device("cpu")
+    assert resolve_dtype("fp32", cpu) == torch.float32
+    assert resolve_dtype("fp16", cpu) == torch.float16
+    monkeypatch.setattr("tsf_cli.api._cpu_has_fast_bf16", lambda: False)
+    assert resolve_dtype("auto", cpu) == torch.float32
+    monkeypatch.setattr("tsf_cli.api._cpu_has_fast_bf16", lambda: True)
+    assert resolve_dtype("auto", cpu) == torch.bfloat16
+    with pytest.raises(ValueError, match="dtype must be one of auto, fp32, bf16, fp16"):
+        resolve_dtype("fp64", cpu)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"frames": 0}, "frames must be at least 1"),
+        ({"frames": 8, "sampling": "random"}, "sampling must be one of uniform, stride, segments"),
+        ({"frames": 8, "crops": 2}, "crops must be 1 or 3"),
+        ({"frames": 8, "clips": 0}, "clips must be at least 1"),
+    ],
+)
+def test_view_options_reject_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ViewOptions(**kwargs)
