@@ -166,7 +166,7 @@ def classify(
     classifier = _classifier(model, revision, device, dtype)
     views = _views(classifier, frames, sampling, stride, clips, crops)
     paths = [str(v) for v in videos]
-    by_path = {r.path: r for r in classifier.run(paths, views, top_k=top_k, batch_size=len(paths))}
+    by_path = {r.path: r for r in classifier.run(paths, views, top_k=top_k)}
     records = [by_path[p] for p in paths]
     if as_json:
         write_json_document(records, sys.stdout)
@@ -196,6 +196,179 @@ def _prediction_table(result):
         bar = "█" * round(p.probability * 20)
         table.add_row(str(rank), p.label, f"{p.probability:.1%}", f"[green]{bar}[/]")
     return table
+
+
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output file; its extension picks the format.")]
+RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")]
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Continue an interrupted run: skip what OUTPUT already records.")
+]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing OUTPUT.")]
+RetryOpt = Annotated[
+    bool, typer.Option("--retry-failed", help="With --resume, process again the inputs recorded as failed.")
+]
+SourcesArg = Annotated[
+    list[str], typer.Argument(help="Folders, globs, .txt lists of paths, or files.", show_default=False)
+]
+
+
+def _inputs(sources: list[str], recursive: bool, outputs: list[Path]) -> list[str]:
+    from .api import list_inputs
+
+    found: dict[str, None] = {}
+    for source in sources:
+        found.update(dict.fromkeys(list_inputs(source, recursive=recursive, exclude=outputs)))
+    return list(found)
+
+
+def _check_flags(resume: bool, overwrite: bool, retry_failed: bool) -> None:
+    if resume and overwrite:
+        raise _fail("--resume and --overwrite exclude each other", 2)
+    if retry_failed and not resume:
+        raise _fail("--retry-failed goes with --resume", 2)
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task):
+            return Text(f"{task.speed:.2f} videos/s" if task.speed else "- videos/s", style="cyan")
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        Rate(),
+        TimeRemainingColumn(),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        console=stderr,
+    )
+
+
+def _run_with_progress(classifier, todo, views, sink, **run_options) -> int:
+    """Feed every record to ``sink`` as it finishes, with a progress bar on stderr; return the failure count."""
+    from .results import VideoFailure
+
+    failed = 0
+    with _progress() as progress:
+        task = progress.add_task("videos", total=len(todo), failed=0)
+        for record in classifier.run(todo, views, **run_options):
+            sink.write(record)
+            if isinstance(record, VideoFailure):
+                failed += 1
+                progress.console.print(f"[yellow]failed:[/] {record.message}", soft_wrap=True, highlight=False)
+            progress.update(task, advance=1, failed=failed)
+    return failed
+
+
+def _summary(total: int, skipped: int, failed_now: int, failed_before: int, output: Path) -> None:
+    done = total - skipped
+    text = f"{total} input(s): {done - failed_now} ok, {failed_now} failed"
+    if skipped:
+        text += f", {skipped} already recorded ({failed_before} of them failed)"
+    stderr.print(f"{text} -> {output}")
+    if failed_now or failed_before:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@app.command()
+@reports_errors
+def batch(
+    sources: SourcesArg,
+    output: OutputOpt,
+    recursive: RecursiveOpt = False,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    retry_failed: RetryOpt = False,
+    batch_size: BatchOpt = 4,
+    workers: WorkersOpt = None,
+    timeout: TimeoutOpt = 300,
+    model: ModelOpt = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels to keep per video.")] = 5,
+    device: DeviceOpt = "auto",
+    dtype: DTypeOpt = DType.auto,
+    frames: FramesOpt = None,
+    sampling: SamplingOpt = None,
+    stride: StrideOpt = None,
+    clips: ClipsOpt = None,
+    crops: CropsOpt = None,
+    revision: RevisionOpt = None,
+):
+    """Classify every file of folders, globs or lists into OUTPUT (.jsonl or .csv), one record per input.
+
+    Records are written as each video finishes, so an interrupted run leaves a valid file that --resume continues.
+    Exit code 8 when any input failed.
+    """
+    from .workers import default_workers
+    from .writers import open_record_sink
+
+    _check_flags(resume, overwrite, retry_failed)
+    paths = _inputs(sources, recursive, [output])
+    with open_record_sink(output, top_k=top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as sink:
+        todo = [p for p in paths if p not in sink.done]
+        failed_before = len(sink.failed.intersection(paths))
+        if todo:
+            classifier = _classifier(model, revision, device, dtype)
+            views = _views(classifier, frames, sampling, stride, clips, crops)
+            run = {"top_k": top_k, "batch_size": batch_size, "timeout": timeout}
+            workers = default_workers() if workers is None else workers
+            failed_now = _run_with_progress(classifier, todo, views, sink, workers=workers, **run)
+        else:
+            failed_now = 0
+    _summary(len(paths), len(paths) - len(todo), failed_now, failed_before, output)
+
+
+@app.command()
+@reports_errors
+def embed(
+    sources: SourcesArg,
+    output: OutputOpt,
+    pool: Annotated[
+        Pool, typer.Option(help="cls: the final-norm CLS token; mean: the mean of the patch tokens.")
+    ] = Pool.cls,
+    recursive: RecursiveOpt = False,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    retry_failed: RetryOpt = False,
+    batch_size: BatchOpt = 4,
+    workers: WorkersOpt = None,
+    timeout: TimeoutOpt = 300,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    dtype: DTypeOpt = DType.auto,
+    frames: FramesOpt = None,
+    sampling: SamplingOpt = None,
+    stride: StrideOpt = None,
+    clips: ClipsOpt = None,
+    crops: CropsOpt = None,
+    revision: RevisionOpt = None,
+):
+    """One embedding per video into OUTPUT: .npy (+ .json sidecar), .npz, .safetensors, .parquet or .jsonl.
+
+    The file is written atomically at the end; until then results go to OUTPUT.partial.jsonl, which --resume
+    continues. Exit code 8 when any input failed.
+    """
+    from .workers import default_workers
+    from .writers import get_embedding_writer, open_embedding_journal
+
+    _check_flags(resume, overwrite, retry_failed)
+    get_embedding_writer(output)  # an unsupported format fails before any video is decoded
+    side_files = [output, output.with_name(output.name + ".json"), output.with_name(output.name + ".partial.jsonl")]
+    paths = _inputs(sources, recursive, side_files)
+    with open_embedding_journal(output, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as journal:
+        todo = [p for p in paths if p not in journal.done]
+        failed_before = len(journal.failed.intersection(paths))
+        if todo:
+            classifier = _classifier(model, revision, device, dtype)
+            views = _views(classifier, frames, sampling, stride, clips, crops)
+            workers = default_workers() if workers is None else workers
+            run = {"pool": pool.value, "batch_size": batch_size, "timeout": timeout, "workers": workers}
+            failed_now = _run_with_progress(classifier, todo, views, journal, **run)
+        else:
+            failed_now = 0
+    _summary(len(paths), len(paths) - len(todo), failed_now, failed_before, output)
 
 
 @app.command()
