@@ -1,0 +1,784 @@
+"""Everything between a video file and uint8 RGB frames: open it with PyAV, choose the stream, index it, choose the
+frames, and decode only those.
+
+Timing comes from the packets, not the header: headers often lack frame counts (Matroska and WebM say 0) or state
+an average rate for a variable-rate video. ``_read_index`` demuxes the stream once without decoding, which is cheap,
+and records every packet's timestamp and keyframe flag. Frame ``i`` is the ``i``-th frame in presentation order,
+exactly what a full ``container.decode`` gives as its ``i``-th frame, and timestamps are seconds from the first
+frame.
+
+Decoding then seeks to the keyframe before each wanted frame and decodes forward, where that is cheaper than
+continuing from where it is; each seek is checked against the index, and where timestamps cannot be trusted
+(missing or repeated) or a seek lands somewhere else, it decodes the whole stream from the start instead.
+
+Every failure a user can cause (a missing, empty, truncated, corrupt or non-video file, or one past
+``DecodeLimits``) is a ``VideoError`` naming the file and the cause.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from .errors import VideoError
+
+SAMPLINGS = ("uniform", "stride", "segments")
+
+# A seek costs about as much as decoding this many frames: flushing the decoder, re-reading from the keyframe, and
+# (with frame threads) refilling the pipeline. Below it, decoding straight on to the next wanted frame is cheaper.
+_SEEK_COST_FRAMES = 8
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What one video may cost before it is refused; each limit's error message names it."""
+
+    max_pixels: int = 8192 * 8192  # per frame (8K UHD is 7680x4320); FFmpeg's decoder enforces it too
+    max_frames: int = 2_000_000  # frames in the stream (18.5 h at 30 fps); indexing reads every packet
+    max_seconds: float = 24 * 3600.0  # duration of the stream
+    timeout_s: float = 600.0  # wall clock for one call, checked between packets
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """One stream of a file. Video fields are None for other types; fps, duration and frame count are measured
+    from the packets when ``probe`` counts frames, else they are the header's claims (None where it has none)."""
+
+    index: int
+    type: str  # video, audio, subtitle, data or attachment
+    codec: str
+    width: int | None = None
+    height: int | None = None
+    pix_fmt: str | None = None
+    fps: float | None = None  # average over the stream: (frames - 1) / (last - first timestamp)
+    variable_fps: bool | None = None  # frame intervals differ by more than a timestamp tick
+    duration_s: float | None = None
+    num_frames: int | None = None
+    keyframes: int | None = None
+    rotation: int = 0  # degrees counter-clockwise that frames are turned for display (and by sample_clips)
+    sample_rate: int | None = None
+    channels: int | None = None
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    container: str  # FFmpeg's name for the format, e.g. "matroska,webm"
+    duration_s: float | None  # the longest stream, measured when counted, else the header's
+    streams: tuple[StreamInfo, ...]
+    video_stream: int | None  # the stream sample_clips uses by default; None if the file has no video
+
+
+@dataclass(frozen=True, eq=False)
+class Clip:
+    """One temporal view: its frames and where in the video they come from."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB, rotation applied
+    indices: tuple[int, ...]  # frame indices in presentation order, 0-based
+    timestamps: tuple[float, ...]  # seconds from the first frame
+    padded: int  # trailing entries that repeat the last frame because the video is shorter than the clip
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Opening
+
+
+@contextmanager
+def _open(path, limits: DecodeLimits):
+    path = os.fspath(path)
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        raise VideoError(path, "no such file") from None
+    except OSError as exc:
+        raise VideoError(path, f"cannot read: {exc.strerror or exc}") from None
+    if not os.path.isfile(path):
+        # FIFOs and devices can block forever inside open(); directories are a user mistake.
+        kind = "a directory" if os.path.isdir(path) else "not a regular file"
+        raise VideoError(path, f"{kind}, not a video file")
+    if stat.st_size == 0:
+        raise VideoError(path, "empty file (0 bytes)")
+    try:
+        container = av.open(
+            path,
+            metadata_errors="replace",  # a badly encoded title must not fail the video
+            timeout=limits.timeout_s,
+            options={"max_pixels": str(limits.max_pixels)},
+        )
+    except av.error.ExitError as exc:  # FFmpeg's I/O was interrupted by PyAV's timeout
+        raise VideoError(path, f"gave up opening after {limits.timeout_s:g} s (DecodeLimits.timeout_s)") from exc
+    except av.error.FFmpegError as exc:
+        raise VideoError(path, f"not a video FFmpeg can read ({_reason(exc)})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VideoError(path, f"cannot open: {exc}") from exc
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def _read_failure(path: str, exc: Exception, limits: DecodeLimits) -> VideoError:
+    if isinstance(exc, av.error.ExitError):  # FFmpeg's I/O was interrupted by PyAV's timeout
+        return VideoError(path, f"gave up reading after {limits.timeout_s:g} s (DecodeLimits.timeout_s)")
+    return VideoError(path, f"cannot read: {_reason(exc)} (truncated or corrupt file?)")
+
+
+def _best_video_stream(container):
+    """The video stream with the most pixels, the first of equals, as the ffmpeg tool chooses; cover art (a still
+    image attached to an audio file) does not count."""
+    candidates = [
+        s
+        for s in container.streams.video
+        if not s.disposition & av.stream.Disposition.attached_pic and s.codec_context is not None
+    ]
+    return max(candidates, key=lambda s: s.codec_context.width * s.codec_context.height, default=None)
+
+
+def _reason(exc: Exception) -> str:
+    """FFmpeg's words for an error, without the errno and file name PyAV adds."""
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _choose_stream(container, path: str, index: int | None, limits: DecodeLimits):
+    streams = container.streams
+    if index is not None:
+        if not 0 <= index < len(streams):
+            raise VideoError(path, f"no stream {index}: the file has streams 0-{len(streams) - 1}")
+        chosen = streams[index]
+        if chosen.type != "video":
+            raise VideoError(path, f"stream {index} is {chosen.type}, not video")
+    else:
+        chosen = _best_video_stream(container)
+        if chosen is None:
+            found = ", ".join(f"{s.index}: {s.type}" for s in streams) or "none"
+            raise VideoError(path, f"no video stream (streams: {found})")
+    context = chosen.codec_context
+    if context is None:
+        raise VideoError(path, f"stream {chosen.index}: FFmpeg has no decoder for its codec")
+    if context.width * context.height > limits.max_pixels:
+        raise VideoError(
+            path,
+            f"frames of {context.width}x{context.height} are over the limit of {limits.max_pixels} pixels "
+            "(DecodeLimits.max_pixels)",
+        )
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Indexing: one pass over the packets, no decoding
+
+
+@dataclass(frozen=True, eq=False)
+class _Index:
+    """The packets of one stream. Decode order is the order in the file; presentation order sorts by pts."""
+
+    pts: np.ndarray  # (P,) int64, decode order, every non-empty packet (pts of untrusted packets are 0)
+    dts: list  # (P,) int or None, decode order
+    keyframe: np.ndarray  # (P,) bool, decode order
+    order: np.ndarray  # (N,) decode position of each frame in presentation order
+    times: np.ndarray  # (N,) float64 seconds from the first frame
+    time_base: Fraction
+    trusted: bool  # timestamps present and unique: frames can be found by pts after a seek
+    last_duration: float | None  # how long the last frame shows, when the packets say
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.order)
+
+    @property
+    def duration(self) -> float | None:
+        if self.num_frames == 1:
+            return self.last_duration
+        step = self.last_duration if self.last_duration else float(self.times[-1]) / (self.num_frames - 1)
+        return float(self.times[-1]) + step
+
+    @property
+    def fps(self) -> float | None:
+        if self.num_frames < 2 or self.times[-1] <= 0:
+            return None
+        return (self.num_frames - 1) / float(self.times[-1])
+
+
+def _read_index(container, stream, path: str, limits: DecodeLimits, deadline: float) -> _Index:
+    for other in container.streams:
+        if other.index != stream.index:
+            other.discard = av.stream.Discard.all  # demuxers skip their packets' data
+    time_base = stream.time_base or Fraction(1, 1_000_000)
+    max_ticks = limits.max_seconds / time_base
+    pts, dts, keyframe, discard = [], [], [], []
+    first = None
+    last_duration = None
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the end-of-stream marker PyAV yields (and empty placeholder packets)
+                continue
+            _check_deadline(deadline, path, limits)
+            if len(pts) >= limits.max_frames:
+                raise VideoError(path, f"more than {limits.max_frames} frames (DecodeLimits.max_frames)")
+            if packet.pts is not None:
+                first = packet.pts if first is None else min(first, packet.pts)
+                if packet.pts - first > max_ticks:
+                    raise VideoError(path, f"longer than {limits.max_seconds:g} s (DecodeLimits.max_seconds)")
+            pts.append(packet.pts)
+            dts.append(packet.dts)
+            keyframe.append(packet.is_keyframe)
+            discard.append(packet.is_discard)
+            last_duration = packet.duration
+    except av.error.FFmpegError as exc:
+        raise VideoError(path, f"cannot read packet {len(pts)} of stream {stream.index}: {_reason(exc)}") from exc
+    if not pts:
+        raise VideoError(path, f"stream {stream.index} has no frames (truncated or corrupt file?)")
+    _check_not_truncated(stream, path, pts, time_base)
+
+    shown = [i for i, d in enumerate(discard) if not d]  # an edit list hides discarded packets' frames
+    known = [p for p in pts if p is not None]
+    trusted = len(known) == len(pts) and len(set(known)) == len(known) and keyframe[0]
+    pts_array = np.array([p if p is not None else 0 for p in pts], dtype=np.int64)
+    if trusted:
+        order = np.array(sorted(shown, key=lambda i: pts[i]), dtype=np.int64)
+        ticks = pts_array[order] - pts_array[order[0]]
+        times = ticks.astype(np.float64) * float(time_base)
+        last = float(last_duration * time_base) if last_duration else None
+    else:
+        # Decode order is all there is; the frame count still holds, times follow the declared rate.
+        order = np.array(shown, dtype=np.int64)
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate or 25
+        times = np.arange(len(order), dtype=np.float64) / float(rate)
+        last = 1 / float(rate)
+    if len(order) and times[-1] > limits.max_seconds:
+        raise VideoError(path, f"longer than {limits.max_seconds:g} s (DecodeLimits.max_seconds)")
+    return _Index(pts_array, dts, np.array(keyframe), order, times, time_base, bool(trusted), last)
+
+
+def _check_not_truncated(stream, path: str, pts: list, time_base: Fraction) -> None:
+    # MP4 and AVI headers list every frame; Matroska's muxer tags each stream with its duration. A file that ends
+    # before what its own header promised was cut short, and sampling it "uniformly" would quietly mislead.
+    if stream.frames and len(pts) < stream.frames:
+        raise VideoError(
+            path, f"truncated or corrupt: {len(pts)} of the {stream.frames} frames its header lists are present"
+        )
+    declared = _parse_duration_tag(stream.metadata.get("DURATION"))
+    known = [p for p in pts if p is not None]
+    if declared is None or len(known) < 2:
+        return
+    measured = float((max(known) - min(known)) * time_base)
+    step = measured / (len(known) - 1)
+    if measured + 2 * step + 0.01 * declared < declared:
+        raise VideoError(
+            path, f"truncated or corrupt: frames end at {measured:.3f} s of the {declared:.3f} s its header states"
+        )
+
+
+def _parse_duration_tag(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        hours, minutes, seconds = text.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
+
+
+def _check_deadline(deadline: float, path: str, limits: DecodeLimits) -> None:
+    if time.monotonic() > deadline:
+        raise VideoError(path, f"gave up after {limits.timeout_s:g} s (DecodeLimits.timeout_s)")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Choosing frames: pure functions of the frame count and timestamps
+
+
+def sample_frame_indices(clip_len: int, frame_sample_rate: int, seg_len: int, *, rng=None) -> np.ndarray:
+    """The frame sampler from the transformers docs for TimeSformer and VideoMAE: a random window of
+    ``clip_len * frame_sample_rate`` frames ending inside the video, ``clip_len`` frames spread evenly over it.
+
+    Draws the same window as the docs' function from the same random state: ``np.random``'s global state when
+    ``rng`` is None, else ``rng`` (a ``np.random.Generator`` or ``RandomState``). Where the docs' function fails
+    (a video no longer than the window) this one starts the window at frame 0 and repeats the last frame.
+    """
+    indices = _window(clip_len, frame_sample_rate, _window_start(clip_len, frame_sample_rate, seg_len, rng))
+    return np.minimum(indices, seg_len - 1)
+
+
+def _window_start(clip_len: int, frame_sample_rate: int, seg_len: int, rng) -> int:
+    converted_len = int(clip_len * frame_sample_rate)
+    if seg_len <= converted_len:
+        return 0
+    if rng is None:
+        end_idx = np.random.randint(converted_len, seg_len)
+    elif isinstance(rng, np.random.Generator):
+        end_idx = rng.integers(converted_len, seg_len)
+    else:
+        end_idx = rng.randint(converted_len, seg_len)
+    return int(end_idx) - converted_len
+
+
+def _window(clip_len: int, frame_sample_rate: int, start_idx: int) -> np.ndarray:
+    """The docs' spacing: ``clip_len`` points from the window's start to its end, the last pulled inside it."""
+    end_idx = start_idx + int(clip_len * frame_sample_rate)
+    indices = np.linspace(start_idx, end_idx, num=clip_len)
+    return np.clip(indices, start_idx, end_idx - 1).astype(np.int64)
+
+
+def _plan(
+    num_frames: int,
+    times: np.ndarray,
+    length: int,
+    sampling: str,
+    clips: int,
+    frame_sample_rate: int,
+    target_fps: float | None,
+    start: float | None,
+    seed: int | None,
+) -> list[tuple[np.ndarray, int]]:
+    """For each clip, the frame indices (clamped to the video) and how many of them ran past its end."""
+    if sampling == "stride":
+        return _plan_stride(num_frames, times, length, clips, frame_sample_rate, target_fps, start, seed)
+    if num_frames < length:
+        # Every frame once, then the last one again: the documented way a short video fills a clip.
+        short = np.minimum(np.arange(length), num_frames - 1)
+        return [(short, length - num_frames)] * clips
+    if seed is not None:
+        # Training-time sampling (TSN): a random frame inside each of `length` equal segments, fresh per clip.
+        rng = np.random.default_rng(seed)
+        tick = num_frames / length
+        return [(np.floor(tick * (np.arange(length) + rng.random(length))).astype(np.int64), 0) for _ in range(clips)]
+    if sampling == "uniform":
+        # One evenly spaced grid of clips * length points from the first frame to the last; clip k takes every
+        # clips-th point, so several clips interleave and each still spans the whole video.
+        grid = np.floor(np.linspace(0, num_frames - 1, clips * length) + 0.5).astype(np.int64)
+        return [(grid[k::clips], 0) for k in range(clips)]
+    # segments: length equal segments; clip k takes the point (k + 0.5) / clips of the way through each.
+    tick = num_frames / length
+    return [(np.floor(tick * (np.arange(length) + (k + 0.5) / clips)).astype(np.int64), 0) for k in range(clips)]
+
+
+def _plan_stride(num_frames, times, length, clips, rate, target_fps, start, seed) -> list[tuple[np.ndarray, int]]:
+    # Work on a timeline of "virtual" frames at target_fps (or the video's own frames): virtual frame j is whatever
+    # frame shows at j / target_fps, so a variable frame rate video is sampled by time, as it plays.
+    eps = 1e-6
+    if target_fps is None:
+        virtual = num_frames
+    else:
+        virtual = int(math.floor(float(times[-1]) * target_fps + eps)) + 1
+    span = int(length * rate)
+    if start is not None:
+        if target_fps is None:
+            first = int(np.searchsorted(times, start - eps, side="left"))
+        else:
+            first = int(math.ceil(start * target_fps - eps))
+        starts = [first + k * span for k in range(clips)]  # back to back from the given start
+    elif seed is not None:
+        rng = np.random.RandomState(seed)  # the docs' recipe draws from RandomState, so one seed gives its window
+        starts = [_window_start(length, rate, virtual, rng) for _ in range(clips)]
+    else:
+        slack = max(virtual - span, 0)
+        starts = [slack * (2 * k + 1) // (2 * clips) for k in range(clips)]  # centred in clips equal parts
+    planned = []
+    for first in starts:
+        points = _window(length, rate, first)
+        padded = int((points > virtual - 1).sum())
+        points = np.minimum(points, virtual - 1)
+        if target_fps is not None:
+            points = np.searchsorted(times, points / target_fps + eps, side="right") - 1
+        planned.append((points.astype(np.int64), padded))
+    return planned
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Decoding
+
+
+class _Untrusted(Exception):
+    """The file's timestamps or seeking did not behave as its index says: decode it from the start instead."""
+
+
+@dataclass
+class _Decoded:
+    frames: dict[int, np.ndarray] = field(default_factory=dict)  # presentation index -> (H, W, 3) uint8 RGB
+    rotation: int = 0
+
+
+def _prepare_decoder(stream, limits: DecodeLimits) -> None:
+    context = stream.codec_context
+    # Frame threads decode several frames at once; FFmpeg falls back to slice threads where a codec lacks them.
+    context.thread_type = "AUTO"
+    context.options = {**context.options, "max_pixels": str(limits.max_pixels)}
+
+
+def _rgb(frame, size: tuple[int, int]) -> np.ndarray:
+    # Exactly what `frame.to_ndarray(format="rgb24")` gives; a frame whose size changed mid-stream is scaled back to
+    # the stream's size so that the clip stacks.
+    if (frame.width, frame.height) == size:
+        return frame.to_ndarray(format="rgb24")
+    return frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+
+
+class _SeekingDecoder:
+    """Decode the wanted frames of a trusted index, seeking to keyframes where that beats decoding on."""
+
+    def __init__(self, container, stream, index: _Index, path: str, limits: DecodeLimits, deadline: float):
+        self.container, self.stream, self.index = container, stream, index
+        self.path, self.limits, self.deadline = path, limits, deadline
+        self.size = (stream.codec_context.width, stream.codec_context.height)
+        self.frame_of_pts = {int(index.pts[d]): i for i, d in enumerate(index.order)}
+        self.position_of_pts = {int(p): d for d, p in enumerate(index.pts)}
+        self.packets: Iterator | None = None
+        self.position: int | None = None  # decode position of the next packet self.packets yields
+        self.error: str | None = None  # the first decoding error, reported if a wanted frame is then missing
+
+    def run(self, wanted: Sequence[int]) -> _Decoded:
+        out = _Decoded()
+        missing = {int(self.index.pts[self.index.order[i]]): i for i in wanted}
+        for key, members in self._groups(wanted):
+            if all(int(self.index.pts[self.index.order[i]]) not in missing for i in members):
+                continue  # already decoded on the way to an earlier group
+            if self.position is None or key > self.position + _SEEK_COST_FRAMES:
+                self._seek(key)
+            elif key > self.position:
+                pass  # close enough: decoding on is cheaper than a seek
+            self._decode_until(members, missing, out)
+        if missing:
+            self._fail_missing(missing)
+        return out
+
+    def _groups(self, wanted: Sequence[int]) -> list[tuple[int, list[int]]]:
+        """Wanted frames grouped by the keyframe to start decoding them from, in decode order."""
+        keys = np.flatnonzero(self.index.keyframe)
+        groups: dict[int, list[int]] = {}
+        for i in wanted:
+            position = int(self.index.order[i])
+            pts = self.index.pts[position]
+            j = int(np.searchsorted(keys, position, side="right")) - 1
+            # A frame shown before its keyframe (a leading picture of an open GOP) may reference the GOP before.
+            while j > 0 and self.index.pts[keys[j]] > pts:
+                j -= 1
+            groups.setdefault(int(keys[j]), []).append(i)
+        return sorted(groups.items())
+
+    def _seek(self, key: int) -> None:
+        """Seek so that the next packet is the one at decode position ``key``, or raise _Untrusted."""
+        want_pts = int(self.index.pts[key])
+        candidates = [want_pts]
+        dts = self.index.dts[key]
+        if dts is not None and dts < want_pts:
+            candidates.append(dts)  # MPEG-TS seeks by dts; MP4 and Matroska by pts
+        for target in candidates:
+            try:
+                self.container.seek(target, stream=self.stream, backward=True)
+            except av.error.FFmpegError:
+                continue
+            packets = (p for p in self.container.demux(self.stream) if p.size)
+            first = next(packets, None)
+            if first is None or first.pts is None:
+                continue
+            landed = self.position_of_pts.get(first.pts)
+            if landed is None or landed > key:
+                continue
+            # Landed on an earlier keyframe: skip ahead (without decoding) to ours, checking each packet's place.
+            while landed < key:
+                first = next(packets, None)
+                landed += 1
+                if first is None or first.pts != int(self.index.pts[landed]):
+                    raise _Untrusted
+            self.packets = _prepend(first, packets)
+            self.position = key
+            return
+        raise _Untrusted
+
+    def _decode_until(self, members: list[int], missing: dict[int, int], out: _Decoded) -> None:
+        context = self.stream.codec_context
+        targets = {int(self.index.pts[self.index.order[i]]) for i in members}
+        while targets & missing.keys():
+            _check_deadline(self.deadline, self.path, self.limits)
+            packet = next(self.packets, None)
+            if packet is None:
+                self._take(self._decode(context, None), missing, out)
+                return
+            self.position += 1
+            self._take(self._decode(context, packet), missing, out)
+
+    def _decode(self, context, packet) -> list:
+        try:
+            return context.decode(packet)
+        except av.error.FFmpegError as exc:
+            # Like the ffmpeg tool, carry on past a damaged packet; the frames that depend on it may still come out
+            # concealed, and a wanted frame that does not is reported with this cause.
+            self.error = self.error or _reason(exc)
+            return []
+
+    def _take(self, frames: list, missing: dict[int, int], out: _Decoded) -> None:
+        for frame in frames:
+            if frame.pts is None or frame.pts not in self.frame_of_pts:
+                raise _Untrusted
+            index = missing.pop(frame.pts, None)
+            if index is not None:
+                if not out.frames:
+                    out.rotation = frame.rotation
+                out.frames[index] = _rgb(frame, self.size)
+
+    def _fail_missing(self, missing: dict[int, int]) -> None:
+        first = min(missing.values())
+        cause = f"frame {first} (at {self.index.times[first]:.3f} s) could not be decoded"
+        raise VideoError(self.path, cause + (f": {self.error}" if self.error else ""))
+
+
+def _prepend(first, rest: Iterator) -> Iterator:
+    yield first
+    yield from rest
+
+
+def _decode_forward(container, stream, wanted: set[int], path: str, limits: DecodeLimits, deadline: float):
+    """Decode every frame from the start, as ``container.decode`` does, keeping the wanted ones by their place.
+
+    Also returns every frame's pts (None where the decoder gave none), so that a caller whose index was wrong about
+    the frames can plan again from what the decoder really produced.
+    """
+    context = stream.codec_context
+    size = (context.width, context.height)
+    out = _Decoded()
+    all_pts: list[int | None] = []
+    error = None
+
+    def take(frames):
+        for frame in frames:
+            if len(all_pts) >= limits.max_frames:
+                raise VideoError(path, f"more than {limits.max_frames} frames (DecodeLimits.max_frames)")
+            if len(all_pts) in wanted:
+                if not out.frames:
+                    out.rotation = frame.rotation
+                out.frames[len(all_pts)] = _rgb(frame, size)
+            all_pts.append(frame.pts)
+
+    def decode(packet):
+        nonlocal error
+        try:
+            take(context.decode(packet))
+        except av.error.FFmpegError as exc:
+            error = error or _reason(exc)
+
+    for packet in container.demux(stream):
+        _check_deadline(deadline, path, limits)
+        if packet.size:  # an empty packet would flush the decoder; the real flush comes after the last packet
+            decode(packet)
+    decode(None)
+    if not all_pts:
+        raise VideoError(path, "no frame could be decoded" + (f": {error}" if error else ""))
+    return out, all_pts
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The public entry points
+
+
+def sample_clips(
+    path,
+    num_frames: int,
+    sampling: str = "uniform",
+    *,
+    clips: int = 1,
+    frame_sample_rate: int = 1,
+    target_fps: float | None = None,
+    start: float | None = None,
+    seed: int | None = None,
+    stream: int | None = None,
+    limits: DecodeLimits = DecodeLimits(),
+) -> list[Clip]:
+    """Decode ``clips`` temporal views of ``num_frames`` frames each from a video.
+
+    ``sampling``:
+      - ``uniform``: frames evenly spaced from the first to the last (clips interleave on one grid);
+      - ``segments``: the middle frame of each of ``num_frames`` equal segments (clip k of K: the point
+        (k + 0.5) / K of the way through each);
+      - ``stride``: ``num_frames`` frames every ``frame_sample_rate`` frames, counted at ``target_fps`` (the video's
+        own frames when None), spaced as transformers' ``sample_frame_indices`` spaces them; the window starts at
+        ``start`` seconds (clips back to back), or is centred (clips centred in equal parts of the video).
+    ``seed`` makes the choice random, as in training: ``stride`` draws its window as ``sample_frame_indices`` does
+    (``np.random.seed(seed)`` then the docs' function gives the same window), the others a random frame in each
+    segment. ``stream`` is a stream index as ``probe`` lists them (default: the best video stream).
+
+    A video shorter than a clip repeats its last frame; ``Clip.padded`` counts the repeats.
+    """
+    _check_arguments(num_frames, sampling, clips, frame_sample_rate, target_fps, start)
+    path = os.fspath(path)
+    deadline = time.monotonic() + limits.timeout_s
+    choice = dict(sampling=sampling, clips=clips, frame_sample_rate=frame_sample_rate, target_fps=target_fps)
+    try:
+        with _open(path, limits) as container:
+            chosen = _choose_stream(container, path, stream, limits)
+            stream = chosen.index  # PyAV objects die with their container; keep plain values only
+            index = _read_index(container, chosen, path, limits, deadline)
+            plans = _plan_checked(path, index.num_frames, index.times, num_frames, start, seed, choice)
+            wanted = sorted({int(i) for points, _ in plans for i in points})
+            _prepare_decoder(chosen, limits)
+            if index.trusted:
+                try:
+                    decoded = _SeekingDecoder(container, chosen, index, path, limits, deadline).run(wanted)
+                    return _clips(plans, decoded, index.times)
+                except _Untrusted:
+                    pass  # decode from the start below, in a fresh container
+        times = index.times
+        for _ in range(2):
+            with _open(path, limits) as container:
+                chosen = _choose_stream(container, path, stream, limits)
+                _prepare_decoder(chosen, limits)
+                decoded, all_pts = _decode_forward(container, chosen, set(wanted), path, limits, deadline)
+                if len(all_pts) == len(times):
+                    return _clips(plans, decoded, times)
+                # The decoder gave another number of frames than the packets promised (it dropped or added some):
+                # plan again on what it gave, and decode once more if that needs frames this pass did not keep.
+                times = _times_of(all_pts, chosen)
+            plans = _plan_checked(path, len(times), times, num_frames, start, seed, choice)
+            wanted = sorted({int(i) for points, _ in plans for i in points})
+            if decoded.frames.keys() >= set(wanted):
+                return _clips(plans, decoded, times)
+        raise VideoError(path, "the decoder gives a different number of frames on each pass")
+    except av.error.FFmpegError as exc:
+        raise _read_failure(path, exc, limits) from exc
+
+
+def _check_arguments(num_frames, sampling, clips, frame_sample_rate, target_fps, start) -> None:
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+    if num_frames < 1 or clips < 1 or frame_sample_rate < 1:
+        raise ValueError("num_frames, clips and frame_sample_rate must be at least 1")
+    if target_fps is not None and target_fps <= 0:
+        raise ValueError(f"target_fps must be positive, got {target_fps}")
+    if start is not None and start < 0:
+        raise ValueError(f"start must be at least 0 seconds, got {start}")
+    if sampling != "stride" and (frame_sample_rate != 1 or target_fps is not None or start is not None):
+        raise ValueError(f"frame_sample_rate, target_fps and start apply to stride sampling, not {sampling}")
+
+
+def _plan_checked(path, count, times, num_frames, start, seed, choice) -> list[tuple[np.ndarray, int]]:
+    if start is not None and start > times[-1]:
+        raise VideoError(path, f"start {start:g} s is past the last frame (at {times[-1]:.3f} s)")
+    return _plan(count, times, num_frames, start=start, seed=seed, **choice)
+
+
+def _times_of(all_pts: list, stream) -> np.ndarray:
+    known = [p for p in all_pts if p is not None]
+    if len(known) == len(all_pts) and bool(np.all(np.diff(known) > 0)):
+        return (np.array(known, dtype=np.float64) - known[0]) * float(stream.time_base)
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate or 25
+    return np.arange(len(all_pts), dtype=np.float64) / float(rate)
+
+
+def _clips(plans, decoded: _Decoded, times: np.ndarray) -> list[Clip]:
+    turns = round(decoded.rotation / 90) % 4  # display matrices in the wild are quarter turns
+    result = []
+    for points, padded in plans:
+        frames = np.stack([decoded.frames[int(i)] for i in points])  # (T, H, W, 3)
+        if turns:
+            frames = np.ascontiguousarray(np.rot90(frames, turns, axes=(1, 2)))  # counter-clockwise, as displayed
+        result.append(Clip(frames, tuple(int(i) for i in points), tuple(float(times[i]) for i in points), padded))
+    return result
+
+
+def probe(path, *, count_frames: bool = True, limits: DecodeLimits = DecodeLimits()) -> VideoInfo:
+    """What a file holds, for ``tsf info``. With ``count_frames`` every packet is read (not decoded) to measure
+    frame counts, rates and durations; without, those are the header's claims. Rotation comes from decoding each
+    video stream's first frame."""
+    path = os.fspath(path)
+    deadline = time.monotonic() + limits.timeout_s
+    try:
+        with _open(path, limits) as container:
+            streams = list(container.streams)
+            tallies = {s.index: _Tally() for s in streams}
+            video = [s for s in streams if s.type == "video" and s.codec_context is not None]
+            for s in video:
+                s.codec_context.thread_type = "AUTO"
+            waiting_first_frame = {s.index for s in video}
+            for packet in container.demux(streams):
+                if not count_frames and not waiting_first_frame:
+                    break
+                if packet.size == 0:
+                    continue
+                _check_deadline(deadline, path, limits)
+                tally = tallies[packet.stream_index]
+                if tally.count >= limits.max_frames:
+                    raise VideoError(path, f"more than {limits.max_frames} packets (DecodeLimits.max_frames)")
+                tally.add(packet)
+                if packet.stream_index in waiting_first_frame:
+                    try:
+                        frames = packet.decode()
+                    except av.error.FFmpegError:
+                        frames = []
+                    if frames:
+                        tally.rotation = frames[0].rotation
+                        waiting_first_frame.discard(packet.stream_index)
+            chosen = _best_video_stream(container)
+            infos = tuple(_stream_info(s, tallies[s.index], count_frames) for s in streams)
+            header = container.duration / 1_000_000 if container.duration else None
+            measured = [i.duration_s for i in infos if i.duration_s is not None]
+            duration = max(measured) if count_frames and measured else header
+            return VideoInfo(path, container.format.name, duration, infos, chosen.index if chosen else None)
+    except av.error.FFmpegError as exc:
+        raise _read_failure(path, exc, limits) from exc
+
+
+@dataclass
+class _Tally:
+    count: int = 0
+    keyframes: int = 0
+    pts: list = field(default_factory=list)
+    last_duration: int | None = None
+    rotation: int = 0
+
+    def add(self, packet) -> None:
+        self.count += 1
+        self.keyframes += bool(packet.is_keyframe)
+        if packet.pts is not None:
+            self.pts.append(packet.pts)
+        self.last_duration = packet.duration
+
+
+def _stream_info(stream, tally: _Tally, counted: bool) -> StreamInfo:
+    context = stream.codec_context
+    base = dict(index=stream.index, type=stream.type, codec=context.name if context else stream.codec.name)
+    time_base = float(stream.time_base) if stream.time_base else None
+    duration = None
+    if counted and tally.pts and time_base:
+        end = max(tally.pts) + (tally.last_duration or 0)
+        duration = (end - min(tally.pts)) * time_base
+    elif stream.duration and time_base:
+        duration = stream.duration * time_base
+    if stream.type == "audio":
+        return StreamInfo(
+            **base,
+            duration_s=duration,
+            sample_rate=context.sample_rate if context else None,
+            channels=context.channels if context else None,
+        )
+    if stream.type != "video":
+        return StreamInfo(**base, duration_s=duration)
+    fps = variable = None
+    frames = tally.count if counted else (stream.frames or None)
+    if counted and len(tally.pts) >= 2 and time_base:
+        ticks = np.diff(np.sort(np.array(tally.pts, dtype=np.int64)))
+        span = float(ticks.sum())
+        fps = (len(tally.pts) - 1) / (span * time_base) if span > 0 else None
+        median = float(np.median(ticks))
+        variable = bool(ticks.max() - ticks.min() > max(2, 0.01 * median))
+    elif stream.average_rate:
+        fps = float(stream.average_rate)
+    return StreamInfo(
+        **base,
+        width=context.width if context else None,
+        height=context.height if context else None,
+        pix_fmt=context.pix_fmt if context else None,
+        fps=fps,
+        variable_fps=variable,
+        duration_s=duration,
+        num_frames=frames,
+        keyframes=tally.keyframes if counted else None,
+        rotation=tally.rotation,
+    )
