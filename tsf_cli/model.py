@@ -80,7 +80,8 @@ class TimesformerConfig:
         layer_norm_eps: float = 1e-6,
         qkv_bias: bool = True,
         attention_type: str = "divided_space_time",  # one of ATTENTION_TYPES
-        drop_path_rate: float = 0.0,  # stochastic depth of the last layer; rises linearly from 0 at the first
+        drop_path_rate: float = 0,  # stochastic depth of the last layer, rising linearly from 0 at the first; an
+        # int 0 by default, as transformers (5.x) accepts no float 0.0 here
         id2label: dict[int, str] | None = None,  # class index -> name; defaults to LABEL_0.. for num_labels
         label2id: dict[str, int] | None = None,  # defaults to the inverse of id2label
         num_labels: int | None = None,  # used only when id2label is not given; 2 as in transformers
