@@ -186,14 +186,18 @@ def preprocess(
     for frames in clips:
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"each clip must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-        resized = _resize(frames, config, backend)  # (T, 3, h, w) uint8
-        for top, left, height, width in _crop_boxes(*resized.shape[-2:], config, crops):
-            views.append(_crop(resized, top, left, height, width))
+        resized = _resize(frames, config, backend)  # (T, h, w, 3) uint8
+        for top, left, height, width in _crop_boxes(*resized.shape[1:3], config, crops):
+            views.append(_crop(resized, top, left, height, width))  # (T, crop h, crop w, 3) uint8, often a view
     if len({v.shape for v in views}) > 1:
         raise ValueError("clips of different sizes give views of different sizes; turn do_center_crop on")
-    stacked = torch.stack(views)  # (V, T, 3, h, w) uint8
-    channel_offsets = (torch.arange(3) * 256).view(3, 1, 1)  # broadcasts over (V, T, 3, h, w)
-    return _value_table(config)[channel_offsets + stacked.long()]
+    table = _value_table(config)
+    out = np.empty((len(views), views[0].shape[0], 3, *views[0].shape[1:3]), dtype=np.float32)  # (V, T, 3, h, w)
+    for v, view in enumerate(views):
+        for c in range(3):
+            # uint8 values index the table directly: one gather, and the move to channels-first on the way.
+            np.take(table[c], view[..., c], out=out[v, :, c], mode="wrap")
+    return torch.from_numpy(out)
 
 
 def _has_pillow() -> bool:
@@ -204,31 +208,29 @@ def _has_pillow() -> bool:
     return True
 
 
-def _resize(frames: np.ndarray, config: PreprocessConfig, backend: str) -> torch.Tensor:
-    import torch
-
+def _resize(frames: np.ndarray, config: PreprocessConfig, backend: str) -> np.ndarray:
+    """(T, H, W, 3) -> (T, h, w, 3) uint8."""
     height, width = frames.shape[1:3]
     new_height, new_width = config.resized_size(height, width)
     if (new_height, new_width) == (height, width):
-        resized = np.ascontiguousarray(frames)  # Pillow returns a copy for a same-size resize
-    elif backend == "pil":
+        return frames  # Pillow's resize to the same size is a copy
+    if backend == "pil":
         from PIL import Image
 
-        resized = np.stack(
-            [
-                np.asarray(Image.fromarray(np.ascontiguousarray(f)).resize((new_width, new_height), config.resample))
-                for f in frames
-            ]
+        size = (new_width, new_height)
+        return np.stack(
+            [np.asarray(Image.fromarray(np.ascontiguousarray(f)).resize(size, config.resample)) for f in frames]
         )
-    else:
-        mode = _TORCH_MODES.get(config.resample)
-        if mode is None:
-            raise ValueError(f"the torch backend has no {RESAMPLE_NAMES[config.resample]} filter; use backend='pil'")
-        channels_first = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # channels-last memory
-        return torch.nn.functional.interpolate(
-            channels_first, size=(new_height, new_width), mode=mode, antialias=True, align_corners=False
-        )
-    return torch.from_numpy(resized).permute(0, 3, 1, 2)  # (T, 3, h, w), a view
+    import torch
+
+    mode = _TORCH_MODES.get(config.resample)
+    if mode is None:
+        raise ValueError(f"the torch backend has no {RESAMPLE_NAMES[config.resample]} filter; use backend='pil'")
+    channels_first = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # channels-last memory
+    resized = torch.nn.functional.interpolate(
+        channels_first, size=(new_height, new_width), mode=mode, antialias=True, align_corners=False
+    )
+    return resized.permute(0, 2, 3, 1).numpy()
 
 
 def _crop_boxes(height: int, width: int, config: PreprocessConfig, crops: int) -> list[tuple[int, int, int, int]]:
@@ -244,23 +246,21 @@ def _crop_boxes(height: int, width: int, config: PreprocessConfig, crops: int) -
     return [(top, x, crop_height, crop_width) for x in (0, left, width - crop_width)]
 
 
-def _crop(x: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
-    """x[..., top:top + height, left:left + width], zero-padded where the box leaves the image (as transformers)."""
-    full_height, full_width = x.shape[-2:]
+def _crop(x: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """x[:, top:top + height, left:left + width], zero-padded where the box leaves the image (as transformers)."""
+    full_height, full_width = x.shape[1:3]
     if top >= 0 and left >= 0 and top + height <= full_height and left + width <= full_width:
-        return x[..., top : top + height, left : left + width]
-    out = x.new_zeros((*x.shape[:-2], height, width))
+        return x[:, top : top + height, left : left + width]
+    out = np.zeros((x.shape[0], height, width, x.shape[3]), dtype=x.dtype)
     y0, y1 = max(top, 0), min(top + height, full_height)
     x0, x1 = max(left, 0), min(left + width, full_width)
-    out[..., y0 - top : y1 - top, x0 - left : x1 - left] = x[..., y0:y1, x0:x1]
+    out[:, y0 - top : y1 - top, x0 - left : x1 - left] = x[:, y0:y1, x0:x1]
     return out
 
 
-def _value_table(config: PreprocessConfig) -> torch.Tensor:
-    """(3 * 256,) float32: channel c's output for uint8 value v at c * 256 + v, computed with the reference's own
-    numpy operations (float64 rescale cast to float32, then float32 normalisation), so every value is bit-exact."""
-    import torch
-
+def _value_table(config: PreprocessConfig) -> np.ndarray:
+    """(3, 256) float32: channel c's output for uint8 value v, computed with the reference's own numpy operations
+    (float64 rescale cast to float32, then float32 normalisation), so that every output value is bit-exact."""
     values = np.arange(256, dtype=np.uint8)
     scaled = (values.astype(np.float64) * config.rescale_factor).astype(np.float32) if config.do_rescale else values
     table = np.empty((3, 256), dtype=np.float32)
@@ -270,4 +270,4 @@ def _value_table(config: PreprocessConfig) -> torch.Tensor:
             table[c] = (scaled.astype(np.float32) - mean) / std
         else:
             table[c] = scaled
-    return torch.from_numpy(table.reshape(-1))
+    return table

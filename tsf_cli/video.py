@@ -35,6 +35,11 @@ SAMPLINGS = ("uniform", "stride", "segments")
 # A seek costs about as much as decoding this many frames: flushing the decoder, re-reading from the keyframe, and
 # (with frame threads) refilling the pipeline. Below it, decoding straight on to the next wanted frame is cheaper.
 _SEEK_COST_FRAMES = 8
+# Codecs whose decoders skip, under AVDISCARD_NONREF, only frames that no other frame predicts from (H.264
+# nal_ref_idc 0, VP9 frames refreshing no reference slot, MPEG-4 and MPEG-2 B-frames), so that skipping unwanted
+# ones leaves every other frame bit-identical. Not HEVC (its "non-reference" pictures may be referenced from higher
+# temporal layers) nor AV1 (dav1d reads the setting only when it opens).
+_NONREF_SKIP_IS_EXACT = frozenset({"h264", "vp9", "mpeg4", "mpeg2video"})
 
 
 @dataclass(frozen=True)
@@ -434,6 +439,7 @@ class _SeekingDecoder:
         self.packets: Iterator | None = None
         self.position: int | None = None  # decode position of the next packet self.packets yields
         self.error: str | None = None  # the first decoding error, reported if a wanted frame is then missing
+        self.skip_unwanted = stream.codec_context.name in _NONREF_SKIP_IS_EXACT
 
     def run(self, wanted: Sequence[int]) -> _Decoded:
         out = _Decoded()
@@ -504,6 +510,11 @@ class _SeekingDecoder:
                 self._take(self._decode(context, None), missing, out)
                 return
             self.position += 1
+            if self.skip_unwanted:
+                # A frame nobody wants and nothing references need not be decoded at all.
+                skip = "DEFAULT" if packet.pts in missing else "NONREF"
+                if context.skip_frame != skip:
+                    context.skip_frame = skip
             self._take(self._decode(context, packet), missing, out)
 
     def _decode(self, context, packet) -> list:
