@@ -405,17 +405,20 @@ def models(
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
+    from rich import box
     from rich.table import Table
 
-    table = Table(caption=f"default: {DEFAULT_MODEL} · pass --model NAME, a hub id or a folder", caption_justify="left")
-    for column in ("name", "source", "frames x size", "labels", "views", "licence", "offline"):
-        table.add_column(column)
+    licences = sorted({p.license or "unknown" for p, _ in rows})
+    caption = f"default: {DEFAULT_MODEL}; licence: {', '.join(licences)}; --model also takes a hub id or a folder"
+    table = Table(caption=caption, caption_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("name", "source", "frames", "labels", "views", "licence", "cached"):
+        table.add_column(column, no_wrap=column == "source", overflow="fold")
     for p, ok in rows:
         table.add_row(
             p.name,
             p.source if p.bundled is None else "bundled",
-            f"{p.frames} x {p.image_size}",
-            f"{p.num_labels} ({p.dataset})",
+            f"{p.frames}x{p.image_size}",
+            str(p.num_labels),
             f"{p.clips}x{p.crops}",
             p.license or "?",
             "[green]yes[/]" if ok else "no",
@@ -432,7 +435,7 @@ def info(
     """Streams, codec, size, duration, fps and frame count of a video, as measured (not as the header claims)."""
     import dataclasses
 
-    from .video import probe
+    from .video import StreamInfo, probe
 
     if not video.exists():
         raise _fail(f"{video}: no such file", 3)
@@ -443,20 +446,24 @@ def info(
         return
     from rich.table import Table
 
-    duration = f"{found.duration_s:.3f} s" if found.duration_s is not None else "?"
+    duration = f"{found.duration_s:.3f} s" if found.duration_s is not None else "unknown duration"
     table = Table(title=f"{found.path} ({found.container}, {duration})", title_justify="left")
-    fields = [f.name for f in dataclasses.fields(found.streams[0])] if found.streams else []
-    for name in fields:
-        table.add_column(name)
+    table.add_column("stream", style="bold")
     for stream in found.streams:
-        row = []
-        for name in fields:
-            value = getattr(stream, name)
-            row.append(f"{value:.3f}" if isinstance(value, float) else "" if value is None else str(value))
-        if stream.index == found.video_stream:
-            row[0] += " *"
-        table.add_row(*row)
+        chosen = " (used)" if stream.index == found.video_stream else ""
+        table.add_column(f"{stream.index}: {stream.type}{chosen}")
+    for field in dataclasses.fields(StreamInfo)[2:]:
+        values = [getattr(stream, field.name) for stream in found.streams]
+        if all(v is None for v in values):
+            continue
+        table.add_row(field.name, *(_cell(v) for v in values))
     stdout.print(table)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def main() -> None:
