@@ -37,7 +37,7 @@ app = typer.Typer(
 )
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)
-_state = {"debug": os.environ.get("TSF_DEBUG", "") not in ("", "0")}
+_state = {"debug": False}
 
 
 class Sampling(str, Enum):
@@ -100,8 +100,7 @@ def main_options(
     ] = False,
 ):
     """Classify videos with TimeSformer."""
-    if debug:
-        _state["debug"] = True
+    _state["debug"] = debug or os.environ.get("TSF_DEBUG", "") not in ("", "0")
 
 
 # Options shared by the commands that run the model. Flag names equal the API's keyword arguments.
@@ -411,15 +410,14 @@ def models(
     licences = sorted({p.license or "unknown" for p, _ in rows})
     caption = f"default: {DEFAULT_MODEL}; licence: {', '.join(licences)}; --model also takes a hub id or a folder"
     table = Table(caption=caption, caption_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("name", "source", "frames", "labels", "views", "licence", "cached"):
-        table.add_column(column, no_wrap=column == "source", overflow="fold")
+    for column in ("name", "source", "frames", "labels", "licence", "cached"):
+        table.add_column(column, no_wrap=column != "source", overflow="fold")
     for p, ok in rows:
         table.add_row(
             p.name,
             p.source if p.bundled is None else "bundled",
             f"{p.frames}x{p.image_size}",
             str(p.num_labels),
-            f"{p.clips}x{p.crops}",
             p.license or "?",
             "[green]yes[/]" if ok else "no",
         )
