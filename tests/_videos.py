@@ -66,8 +66,8 @@ class VideoSpec:
     ``timestamps`` (seconds, increasing) gives each frame's time for variable frame rate; otherwise frame i is at
     i / fps. ``rotation`` is display rotation counter-clockwise in degrees (what ``VideoFrame.rotation`` reads
     back). ``first_index`` offsets the encoded indices, to tell streams of one file apart. ``pattern`` is
-    "bars" (small, compresses well) or "texture" (a panning noise texture under the bars, costly to decode like
-    camera footage; for benchmarks). ``options`` go to the encoder, over the defaults.
+    "bars" (small, compresses well) or "texture" (a panning texture with film grain under the bars: a bit rate and
+    decoding cost like camera footage, for benchmarks). ``options`` go to the encoder, over the defaults.
     """
 
     frames: int = 24
@@ -98,10 +98,10 @@ def pattern_frame(index: int, width: int, height: int, pattern: str = "bars", *,
         raise ValueError(f"index {index} does not fit in {BITS} bits")
     y, x = np.mgrid[0:height, 0:width]
     if pattern == "texture":
-        if texture is None:
-            texture = _texture(width, height)
-        shift = (index * 7) % width
-        rgb = np.ascontiguousarray(np.roll(texture, shift, axis=1))
+        background, grains = texture if texture is not None else _texture(width, height)
+        rgb = np.roll(background, (index * 7) % width, axis=1)
+        # Grain that changes every frame, from a few stored fields: motion search cannot predict it away.
+        rgb = (rgb.astype(np.int16) + grains[index % len(grains)]).clip(0, 255).astype(np.uint8)
     elif pattern == "bars":
         rgb = np.stack(
             [(x * 5 + y * 3 + index * 9) % 256, (x * 2 + index * 5) % 256, (y * 7 + index * 3) % 256], axis=-1
@@ -133,27 +133,39 @@ def read_index(rgb: np.ndarray, *, first_index: int = 0) -> int:
     return index - first_index
 
 
-def _texture(width: int, height: int) -> np.ndarray:
-    # Smooth noise at a few scales, like natural images; seeded so the cached benchmark videos never change.
+def _texture(width: int, height: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A smooth noise background (a few scales, like natural images) and grain fields; seeded, so the cached
+    benchmark videos never change."""
     rng = np.random.default_rng(0)
     out = np.zeros((height, width, 3), np.float32)
     for scale, weight in ((64, 0.5), (16, 0.3), (4, 0.2)):
         small = rng.random((height // scale + 2, width // scale + 2, 3), dtype=np.float32)
         big = small.repeat(scale, axis=0).repeat(scale, axis=1)[:height, :width]
         out += weight * big
-    return (out * 255).astype(np.uint8)
+    grains = [rng.integers(-6, 7, (height, width, 1), dtype=np.int16) for _ in range(7)]
+    return (out * 255).astype(np.uint8), grains
 
 
-def make_video(path, *, audio: bool = False, **spec) -> Path:
+def make_video(path, *, audio: bool = False, muxer_options: dict[str, str] | None = None, **spec) -> Path:
     """Write a one-video-stream file (plus an audio stream if asked); keywords are ``VideoSpec``'s fields."""
-    return make_streams(path, [VideoSpec(**spec)], audio=audio)
+    return make_streams(path, [VideoSpec(**spec)], audio=audio, muxer_options=muxer_options)
 
 
-def make_streams(path, videos: Sequence[VideoSpec], *, audio: bool = False, audio_seconds: float | None = None) -> Path:
-    """Write one file with a video stream per spec, interleaved by time, and optionally an audio stream."""
+def make_streams(
+    path,
+    videos: Sequence[VideoSpec],
+    *,
+    audio: bool = False,
+    audio_seconds: float | None = None,
+    muxer_options: dict[str, str] | None = None,
+) -> Path:
+    """Write one file with a video stream per spec, interleaved by time, and optionally an audio stream.
+
+    ``muxer_options`` go to FFmpeg's muxer, e.g. ``{"movflags": "faststart"}`` to put an MP4's index first.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
-    container = av.open(str(path), "w", format=_FORMATS.get(suffix))
+    container = av.open(str(path), "w", format=_FORMATS.get(suffix), options=muxer_options or {})
     try:
         encoders = [_add_video(container, spec, suffix) for spec in videos]
         audio_stream = None

@@ -185,31 +185,19 @@ def _choose_stream(container, path: str, index: int | None, limits: DecodeLimits
 class _Index:
     """The packets of one stream. Decode order is the order in the file; presentation order sorts by pts."""
 
-    pts: np.ndarray  # (P,) int64, decode order, every non-empty packet (pts of untrusted packets are 0)
-    dts: list  # (P,) int or None, decode order
-    keyframe: np.ndarray  # (P,) bool, decode order
-    order: np.ndarray  # (N,) decode position of each frame in presentation order
+    pts: np.ndarray  # (P,) int64 per packet in decode order (0 where missing, then trusted is False)
+    dts: np.ndarray  # (P,) int64 per packet in decode order, _NO_TIME where missing
+    keyframe: np.ndarray  # (P,) bool per packet in decode order
+    order: np.ndarray  # (N,) the decode position of each frame, in presentation order
     times: np.ndarray  # (N,) float64 seconds from the first frame
-    time_base: Fraction
     trusted: bool  # timestamps present and unique: frames can be found by pts after a seek
-    last_duration: float | None  # how long the last frame shows, when the packets say
 
     @property
     def num_frames(self) -> int:
         return len(self.order)
 
-    @property
-    def duration(self) -> float | None:
-        if self.num_frames == 1:
-            return self.last_duration
-        step = self.last_duration if self.last_duration else float(self.times[-1]) / (self.num_frames - 1)
-        return float(self.times[-1]) + step
 
-    @property
-    def fps(self) -> float | None:
-        if self.num_frames < 2 or self.times[-1] <= 0:
-            return None
-        return (self.num_frames - 1) / float(self.times[-1])
+_NO_TIME = np.iinfo(np.int64).min
 
 
 def _read_index(container, stream, path: str, limits: DecodeLimits, deadline: float) -> _Index:
@@ -220,10 +208,11 @@ def _read_index(container, stream, path: str, limits: DecodeLimits, deadline: fl
     max_ticks = limits.max_seconds / time_base
     pts, dts, keyframe, discard = [], [], [], []
     first = None
-    last_duration = None
+    placeholders = 0  # empty packets with a time: AVI's "dropped frame" chunks, which headers count as frames
     try:
         for packet in container.demux(stream):
-            if packet.size == 0:  # the end-of-stream marker PyAV yields (and empty placeholder packets)
+            if packet.size == 0:  # the end-of-stream marker PyAV yields, or a placeholder
+                placeholders += packet.dts is not None or packet.pts is not None
                 continue
             _check_deadline(deadline, path, limits)
             if len(pts) >= limits.max_frames:
@@ -236,37 +225,44 @@ def _read_index(container, stream, path: str, limits: DecodeLimits, deadline: fl
             dts.append(packet.dts)
             keyframe.append(packet.is_keyframe)
             discard.append(packet.is_discard)
-            last_duration = packet.duration
     except av.error.FFmpegError as exc:
         raise VideoError(path, f"cannot read packet {len(pts)} of stream {stream.index}: {_reason(exc)}") from exc
-    if not pts:
+    shown = np.flatnonzero(~np.array(discard, dtype=bool))  # an edit list hides discarded packets' frames
+    if not len(shown):
         raise VideoError(path, f"stream {stream.index} has no frames (truncated or corrupt file?)")
-    _check_not_truncated(stream, path, pts, time_base)
+    _check_not_truncated(stream, path, pts, placeholders, time_base)
 
-    shown = [i for i, d in enumerate(discard) if not d]  # an edit list hides discarded packets' frames
     known = [p for p in pts if p is not None]
-    trusted = len(known) == len(pts) and len(set(known)) == len(known) and keyframe[0]
     pts_array = np.array([p if p is not None else 0 for p in pts], dtype=np.int64)
+    # Decoders may drop frames shown before the first keyframe (leading pictures whose references are not in the
+    # file), so a stream that has any is decoded from the start and counted, like one without timestamps.
+    trusted = (
+        len(known) == len(pts)
+        and len(set(known)) == len(known)
+        and keyframe[0]
+        and pts_array[shown].min() >= pts_array[0]
+    )
+    dts_array = np.array([d if d is not None else _NO_TIME for d in dts], dtype=np.int64)
     if trusted:
-        order = np.array(sorted(shown, key=lambda i: pts[i]), dtype=np.int64)
-        ticks = pts_array[order] - pts_array[order[0]]
-        times = ticks.astype(np.float64) * float(time_base)
-        last = float(last_duration * time_base) if last_duration else None
+        order = shown[np.argsort(pts_array[shown], kind="stable")]
+        times = (pts_array[order] - pts_array[order[0]]).astype(np.float64) * float(time_base)
     else:
         # Decode order is all there is; the frame count still holds, times follow the declared rate.
-        order = np.array(shown, dtype=np.int64)
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate or 25
-        times = np.arange(len(order), dtype=np.float64) / float(rate)
-        last = 1 / float(rate)
-    if len(order) and times[-1] > limits.max_seconds:
+        order = shown
+        times = np.arange(len(order), dtype=np.float64) / _declared_rate(stream)
+    if times[-1] > limits.max_seconds:
         raise VideoError(path, f"longer than {limits.max_seconds:g} s (DecodeLimits.max_seconds)")
-    return _Index(pts_array, dts, np.array(keyframe), order, times, time_base, bool(trusted), last)
+    return _Index(pts_array, dts_array, np.array(keyframe, dtype=bool), order, times, bool(trusted))
 
 
-def _check_not_truncated(stream, path: str, pts: list, time_base: Fraction) -> None:
+def _declared_rate(stream) -> float:
+    return float(stream.average_rate or stream.guessed_rate or stream.base_rate or 25)
+
+
+def _check_not_truncated(stream, path: str, pts: list, placeholders: int, time_base: Fraction) -> None:
     # MP4 and AVI headers list every frame; Matroska's muxer tags each stream with its duration. A file that ends
     # before what its own header promised was cut short, and sampling it "uniformly" would quietly mislead.
-    if stream.frames and len(pts) < stream.frames:
+    if stream.frames and len(pts) + placeholders < stream.frames:
         raise VideoError(
             path, f"truncated or corrupt: {len(pts)} of the {stream.frames} frames its header lists are present"
         )
@@ -275,8 +271,9 @@ def _check_not_truncated(stream, path: str, pts: list, time_base: Fraction) -> N
     if declared is None or len(known) < 2:
         return
     measured = float((max(known) - min(known)) * time_base)
-    step = measured / (len(known) - 1)
-    if measured + 2 * step + 0.01 * declared < declared:
+    # The tag includes the last frame's display time, which the packets may not state: only a gap no last frame
+    # plausibly shows for (a second, or 5% of the video) counts as missing data.
+    if measured + measured / (len(known) - 1) + max(1.0, 0.05 * declared) < declared:
         raise VideoError(
             path, f"truncated or corrupt: frames end at {measured:.3f} s of the {declared:.3f} s its header states"
         )
@@ -421,8 +418,8 @@ def _prepare_decoder(stream, limits: DecodeLimits) -> None:
 
 def _rgb(frame, size: tuple[int, int]) -> np.ndarray:
     # Exactly what `frame.to_ndarray(format="rgb24")` gives; a frame whose size changed mid-stream is scaled back to
-    # the stream's size so that the clip stacks.
-    if (frame.width, frame.height) == size:
+    # the stream's size so that the clip stacks (unless the header gave no size).
+    if (frame.width, frame.height) == size or 0 in size:
         return frame.to_ndarray(format="rgb24")
     return frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
 
@@ -434,8 +431,8 @@ class _SeekingDecoder:
         self.container, self.stream, self.index = container, stream, index
         self.path, self.limits, self.deadline = path, limits, deadline
         self.size = (stream.codec_context.width, stream.codec_context.height)
-        self.frame_of_pts = {int(index.pts[d]): i for i, d in enumerate(index.order)}
-        self.position_of_pts = {int(p): d for d, p in enumerate(index.pts)}
+        self.shown_pts = index.pts[index.order]  # ascending: frame i's pts is shown_pts[i]
+        self.by_pts = np.argsort(index.pts)  # decode positions sorted by pts, to find a packet by its pts
         self.packets: Iterator | None = None
         self.position: int | None = None  # decode position of the next packet self.packets yields
         self.error: str | None = None  # the first decoding error, reported if a wanted frame is then missing
@@ -448,9 +445,7 @@ class _SeekingDecoder:
             if all(int(self.index.pts[self.index.order[i]]) not in missing for i in members):
                 continue  # already decoded on the way to an earlier group
             if self.position is None or key > self.position + _SEEK_COST_FRAMES:
-                self._seek(key)
-            elif key > self.position:
-                pass  # close enough: decoding on is cheaper than a seek
+                self._seek(key)  # otherwise decoding on from here is cheaper than a seek
             self._decode_until(members, missing, out)
         if missing:
             self._fail_missing(missing)
@@ -474,8 +469,8 @@ class _SeekingDecoder:
         """Seek so that the next packet is the one at decode position ``key``, or raise _Untrusted."""
         want_pts = int(self.index.pts[key])
         candidates = [want_pts]
-        dts = self.index.dts[key]
-        if dts is not None and dts < want_pts:
+        dts = int(self.index.dts[key])
+        if dts != _NO_TIME and dts < want_pts:
             candidates.append(dts)  # MPEG-TS seeks by dts; MP4 and Matroska by pts
         for target in candidates:
             try:
@@ -486,7 +481,7 @@ class _SeekingDecoder:
             first = next(packets, None)
             if first is None or first.pts is None:
                 continue
-            landed = self.position_of_pts.get(first.pts)
+            landed = self._position_of(first.pts)
             if landed is None or landed > key:
                 continue
             # Landed on an earlier keyframe: skip ahead (without decoding) to ours, checking each packet's place.
@@ -526,10 +521,20 @@ class _SeekingDecoder:
             self.error = self.error or _reason(exc)
             return []
 
+    def _position_of(self, pts: int) -> int | None:
+        """The decode position of the packet with this pts, if the index has one."""
+        j = int(np.searchsorted(self.index.pts, pts, sorter=self.by_pts))
+        if j < len(self.by_pts) and self.index.pts[self.by_pts[j]] == pts:
+            return int(self.by_pts[j])
+        return None
+
     def _take(self, frames: list, missing: dict[int, int], out: _Decoded) -> None:
         for frame in frames:
-            if frame.pts is None or frame.pts not in self.frame_of_pts:
+            if frame.pts is None:
                 raise _Untrusted
+            place = int(np.searchsorted(self.shown_pts, frame.pts))
+            if place == len(self.shown_pts) or self.shown_pts[place] != frame.pts:
+                raise _Untrusted  # a frame the index does not know: the packets lied
             index = missing.pop(frame.pts, None)
             if index is not None:
                 if not out.frames:
@@ -679,8 +684,7 @@ def _times_of(all_pts: list, stream) -> np.ndarray:
     known = [p for p in all_pts if p is not None]
     if len(known) == len(all_pts) and bool(np.all(np.diff(known) > 0)):
         return (np.array(known, dtype=np.float64) - known[0]) * float(stream.time_base)
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate or 25
-    return np.arange(len(all_pts), dtype=np.float64) / float(rate)
+    return np.arange(len(all_pts), dtype=np.float64) / _declared_rate(stream)
 
 
 def _clips(plans, decoded: _Decoded, times: np.ndarray) -> list[Clip]:
