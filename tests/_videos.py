@@ -10,7 +10,8 @@ up). The rest of the frame moves from frame to frame, so encoders make real P an
 
 The container comes from the path's suffix (.mp4 .mkv .webm .avi .mov .ts .h264 .gif ...), the codec from
 ``DEFAULT_CODECS`` unless named. ``encoder_available`` tells whether this PyAV build has an encoder, for skipif.
-Broken inputs: ``make_audio``, ``make_text``, ``make_empty``, ``truncate_file``, ``corrupt_file``.
+Odd and broken inputs: ``make_audio`` (optionally with cover art), ``add_data_stream``, ``make_text``,
+``make_empty``, ``truncate_file``, ``corrupt_file``.
 """
 
 from __future__ import annotations
@@ -250,17 +251,53 @@ def _write_tone(container, stream, seconds: float) -> None:
         container.mux(packet)
 
 
-def make_audio(path, *, seconds: float = 1.0) -> Path:
-    """An audio-only file (.wav, .m4a, .mp3, .mka ... by suffix): it opens, but has no video stream."""
+def make_audio(path, *, seconds: float = 1.0, cover_art: bool = False) -> Path:
+    """An audio-only file (.wav, .m4a, .mp3, .mka ... by suffix): it opens, but has no video stream. With
+    ``cover_art`` (.mp3) it carries a picture as a one-frame video stream marked attached_pic, as music does."""
     path = Path(path)
-    codec = {".wav": "pcm_s16le", ".mp3": "libmp3lame", ".mka": "aac", ".m4a": "aac"}.get(path.suffix.lower(), "aac")
-    container = av.open(str(path), "w", format={".mka": "matroska"}.get(path.suffix.lower()))
+    suffix = path.suffix.lower()
+    codec = {".wav": "pcm_s16le", ".mp3": "libmp3lame"}.get(suffix, "aac")
+    container = av.open(str(path), "w", format={".mka": "matroska"}.get(suffix))
     try:
         stream = container.add_stream(codec, rate=48000)
         stream.layout = "mono"
+        if cover_art:
+            picture = container.add_stream("mjpeg")
+            picture.width, picture.height, picture.pix_fmt = 32, 32, "yuvj420p"
+            picture.disposition = av.stream.Disposition.attached_pic
+            frame = av.VideoFrame.from_ndarray(pattern_frame(0, 32, 32), format="rgb24")
+            frame.pts = 0
+            for packet in [*picture.encode(frame), *picture.encode()]:
+                container.mux(packet)
         _write_tone(container, stream, seconds)
     finally:
         container.close()
+    return path
+
+
+def add_data_stream(path, *, packets: int = 24, rate: float = 24.0) -> Path:
+    """Rewrite an MPEG-TS file with a KLV data stream added (as drones and dashcams write): a stream FFmpeg has no
+    decoder for."""
+    path = Path(path)
+    source = av.open(str(path))
+    staging = path.with_name(path.name + ".tmp.ts")
+    target = av.open(str(staging), "w", format="mpegts")
+    try:
+        copies = {s.index: target.add_stream_from_template(s) for s in source.streams}
+        data = target.add_data_stream("klv")
+        for packet in source.demux():
+            if packet.size:
+                packet.stream = copies[packet.stream_index]
+                target.mux(packet)
+        for i in range(packets):
+            klv = av.Packet(b"\x06\x0e\x2b\x34" + bytes(12))
+            klv.stream, klv.time_base = data, Fraction(1, 90000)
+            klv.pts = klv.dts = round(i / rate * 90000)
+            target.mux(klv)
+    finally:
+        target.close()
+        source.close()
+    staging.replace(path)
     return path
 
 

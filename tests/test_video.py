@@ -11,6 +11,7 @@ import pytest
 
 from tests._videos import (
     VideoSpec,
+    add_data_stream,
     corrupt_file,
     encoder_available,
     make_audio,
@@ -274,6 +275,21 @@ def test_rotation_is_applied(tmp_path, suffix):
     reference = full_decode(path)
     assert np.array_equal(clip.frames[0], np.rot90(reference[0]))  # 90 degrees counter-clockwise, as displayed
     assert probe(path).streams[0].rotation == 90
+
+
+def test_streams_without_a_decoder_are_listed_and_left_alone(tmp_path):
+    path = add_data_stream(make_video(tmp_path / "drone.ts", frames=24, gop=6, audio=True))
+    info = probe(path)
+    assert [(s.type, s.codec) for s in info.streams] == [("video", "h264"), ("audio", "aac"), ("data", "klv")]
+    assert_same_as_full_decode(path, sample_clips(path, 5))
+
+
+def test_cover_art_is_not_a_video_unless_asked_for(tmp_path):
+    song = make_audio(tmp_path / "song.mp3", cover_art=True)
+    expect_error(song, "no video stream (streams: 0: audio, 1: cover art)")
+    assert probe(song).video_stream is None
+    picture = sample_clips(song, 2, stream=1)[0]
+    assert picture.indices == (0, 0) and picture.padded == 1
 
 
 def test_probe_measures_what_headers_leave_out(videos, tmp_path):

@@ -139,12 +139,12 @@ def _read_failure(path: str, exc: Exception, limits: DecodeLimits) -> VideoError
 def _best_video_stream(container):
     """The video stream with the most pixels, the first of equals, as the ffmpeg tool chooses; cover art (a still
     image attached to an audio file) does not count."""
-    candidates = [
-        s
-        for s in container.streams.video
-        if not s.disposition & av.stream.Disposition.attached_pic and s.codec_context is not None
-    ]
+    candidates = [s for s in container.streams.video if not _is_cover_art(s) and s.codec_context is not None]
     return max(candidates, key=lambda s: s.codec_context.width * s.codec_context.height, default=None)
+
+
+def _is_cover_art(stream) -> bool:
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
 
 
 def _reason(exc: Exception) -> str:
@@ -163,8 +163,8 @@ def _choose_stream(container, path: str, index: int | None, limits: DecodeLimits
     else:
         chosen = _best_video_stream(container)
         if chosen is None:
-            found = ", ".join(f"{s.index}: {s.type}" for s in streams) or "none"
-            raise VideoError(path, f"no video stream (streams: {found})")
+            found = ", ".join(f"{s.index}: {'cover art' if _is_cover_art(s) else s.type}" for s in streams)
+            raise VideoError(path, f"no video stream (streams: {found or 'none'})")
     context = chosen.codec_context
     if context is None:
         raise VideoError(path, f"stream {chosen.index}: FFmpeg has no decoder for its codec")
@@ -719,8 +719,8 @@ def probe(path, *, count_frames: bool = True, limits: DecodeLimits = DecodeLimit
                     continue
                 _check_deadline(deadline, path, limits)
                 tally = tallies[packet.stream_index]
-                if tally.count >= limits.max_frames:
-                    raise VideoError(path, f"more than {limits.max_frames} packets (DecodeLimits.max_frames)")
+                if tally.count >= limits.max_frames and packet.stream.type == "video":
+                    raise VideoError(path, f"more than {limits.max_frames} frames (DecodeLimits.max_frames)")
                 tally.add(packet)
                 if packet.stream_index in waiting_first_frame:
                     try:
@@ -758,7 +758,9 @@ class _Tally:
 
 def _stream_info(stream, tally: _Tally, counted: bool) -> StreamInfo:
     context = stream.codec_context
-    base = dict(index=stream.index, type=stream.type, codec=context.name if context else stream.codec.name)
+    # Streams FFmpeg has no decoder for (data, attachments) have no codec context; data streams still name theirs.
+    codec = context.name if context else getattr(stream, "name", None) or "unknown"
+    base = dict(index=stream.index, type=stream.type, codec=codec)
     time_base = float(stream.time_base) if stream.time_base else None
     duration = None
     if counted and tally.pts and time_base:
