@@ -38,6 +38,7 @@ class ViewOptions:
     target_fps: float | None = None
     clips: int = 1
     crops: int = 1
+    start: float | None = None  # stride sampling: first window at this second (None: windows centred)
     stream: int | None = None
 
     def __post_init__(self):
@@ -51,6 +52,8 @@ class ViewOptions:
             raise ValueError(f"clips must be at least 1, got {self.clips}")
         if self.crops not in (1, 3):
             raise ValueError(f"crops must be 1 or 3, got {self.crops}")
+        if self.start is not None and self.start < 0:
+            raise ValueError(f"start must be a time in seconds >= 0, got {self.start}")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ def load_views(path: str, options: ViewOptions, preprocess_config: PreprocessCon
         clips=options.clips,
         frame_sample_rate=options.frame_sample_rate,
         target_fps=options.target_fps,
+        start=options.start,
         stream=options.stream,
     )
     pixel_values = preprocess([clip.frames for clip in clips], preprocess_config, crops=options.crops)
@@ -310,8 +314,8 @@ def _load_all(paths, views, preprocess_config, workers, timeout) -> Iterator[tup
 def classify(videos: Sequence[str | os.PathLike], *, model: str = DEFAULT_MODEL, top_k: int = 5, **options):
     """Top-k labels of each video, in the order given; a video that fails gets a VideoFailure, not an exception.
 
-    ``options``: revision, device, dtype (as for ``Classifier``) and frames, sampling, stride, clips, crops (as
-    for ``Classifier.view_options``, None meaning the model's own).
+    ``options``: revision, device, dtype (as for ``Classifier``) and frames, sampling, stride, clips, crops, start
+    (as for ``Classifier.view_options``, None meaning the model's own).
     """
     classifier, views = _prepare(model, **options)
     paths = [str(v) for v in videos]
@@ -338,10 +342,11 @@ def _prepare(
     stride: int | None = None,
     clips: int | None = None,
     crops: int | None = None,
+    start: float | None = None,
 ) -> tuple[Classifier, ViewOptions]:
     classifier = Classifier(model, revision=revision, device=device, dtype=dtype)
     views = classifier.view_options(
-        frames=frames, sampling=sampling, frame_sample_rate=stride, clips=clips, crops=crops
+        frames=frames, sampling=sampling, frame_sample_rate=stride, clips=clips, crops=crops, start=start
     )
     return classifier, views
 

@@ -115,6 +115,9 @@ FramesOpt = Annotated[int | None, typer.Option(min=1, help="Frames per clip. [de
 SamplingOpt = Annotated[Sampling | None, typer.Option(help="How frames are chosen. [default: the model's]")]
 StrideOpt = Annotated[int | None, typer.Option(min=1, help="Frame step for --sampling stride.")]
 ClipsOpt = Annotated[int | None, typer.Option(min=1, help="Temporal clips per video (averaged).")]
+StartOpt = Annotated[
+    float | None, typer.Option(min=0, help="--sampling stride: start the clip at this second (default: centred).")
+]
 CropsOpt = Annotated[int | None, typer.Option(min=1, max=3, help="Spatial crops per clip: 1 or 3.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Videos per model batch.")]
 WorkersOpt = Annotated[int | None, typer.Option(min=0, help="Decoding processes (0: decode in this process).")]
@@ -129,13 +132,14 @@ def _classifier(model, revision, device, dtype):
         return Classifier(model or DEFAULT_MODEL, revision=revision, device=device, dtype=dtype.value)
 
 
-def _views(classifier, frames, sampling, stride, clips, crops):
+def _views(classifier, frames, sampling, stride, clips, crops, start):
     return classifier.view_options(
         frames=frames,
         sampling=sampling.value if sampling else None,
         frame_sample_rate=stride,
         clips=clips,
         crops=crops,
+        start=start,
     )
 
 
@@ -152,6 +156,7 @@ def classify(
     stride: StrideOpt = None,
     clips: ClipsOpt = None,
     crops: CropsOpt = None,
+    start: StartOpt = None,
     revision: RevisionOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of tables.")] = False,
 ):
@@ -163,7 +168,7 @@ def classify(
         if not video.exists():
             raise _fail(f"{video}: no such file", 3)
     classifier = _classifier(model, revision, device, dtype)
-    views = _views(classifier, frames, sampling, stride, clips, crops)
+    views = _views(classifier, frames, sampling, stride, clips, crops, start)
     paths = [str(v) for v in videos]
     by_path = {r.path: r for r in classifier.run(paths, views, top_k=top_k)}
     records = [by_path[p] for p in paths]
@@ -293,6 +298,7 @@ def batch(
     stride: StrideOpt = None,
     clips: ClipsOpt = None,
     crops: CropsOpt = None,
+    start: StartOpt = None,
     revision: RevisionOpt = None,
 ):
     """Classify every file of folders, globs or lists into OUTPUT (.jsonl or .csv), one record per input.
@@ -310,7 +316,7 @@ def batch(
         failed_before = len(sink.failed.intersection(paths))
         if todo:
             classifier = _classifier(model, revision, device, dtype)
-            views = _views(classifier, frames, sampling, stride, clips, crops)
+            views = _views(classifier, frames, sampling, stride, clips, crops, start)
             run = {"top_k": top_k, "batch_size": batch_size, "timeout": timeout}
             workers = default_workers() if workers is None else workers
             failed_now = _run_with_progress(classifier, todo, views, sink, workers=workers, **run)
@@ -342,6 +348,7 @@ def embed(
     stride: StrideOpt = None,
     clips: ClipsOpt = None,
     crops: CropsOpt = None,
+    start: StartOpt = None,
     revision: RevisionOpt = None,
 ):
     """One embedding per video into OUTPUT: .npy (+ .json sidecar), .npz, .safetensors, .parquet or .jsonl.
@@ -361,7 +368,7 @@ def embed(
         failed_before = len(journal.failed.intersection(paths))
         if todo:
             classifier = _classifier(model, revision, device, dtype)
-            views = _views(classifier, frames, sampling, stride, clips, crops)
+            views = _views(classifier, frames, sampling, stride, clips, crops, start)
             workers = default_workers() if workers is None else workers
             run = {"pool": pool.value, "batch_size": batch_size, "timeout": timeout, "workers": workers}
             failed_now = _run_with_progress(classifier, todo, views, journal, **run)
