@@ -10,8 +10,8 @@ up). The rest of the frame moves from frame to frame, so encoders make real P an
 
 The container comes from the path's suffix (.mp4 .mkv .webm .avi .mov .ts .h264 .gif ...), the codec from
 ``DEFAULT_CODECS`` unless named. ``encoder_available`` tells whether this PyAV build has an encoder, for skipif.
-Odd and broken inputs: ``make_audio`` (optionally with cover art), ``add_data_stream``, ``make_text``,
-``make_empty``, ``truncate_file``, ``corrupt_file``.
+Odd and broken inputs: ``make_audio`` (optionally with cover art), ``add_data_stream``, ``drop_leading_packets``,
+``make_text``, ``make_empty``, ``truncate_file``, ``corrupt_file``.
 """
 
 from __future__ import annotations
@@ -299,6 +299,19 @@ def add_data_stream(path, *, packets: int = 24, rate: float = 24.0) -> Path:
         source.close()
     staging.replace(path)
     return path
+
+
+def drop_leading_packets(src, dst, *, count: int) -> Path:
+    """Copy ``src``'s video stream to ``dst`` without its first ``count`` packets: a stream that starts mid-GOP, as
+    a careless cut gives. Decoders drop the frames that reference the missing ones."""
+    dst = Path(dst)
+    with av.open(str(src)) as source, av.open(str(dst), "w", format=_FORMATS.get(dst.suffix.lower())) as target:
+        copy = target.add_stream_from_template(source.streams.video[0])
+        packets = [p for p in source.demux(video=0) if p.size]
+        for packet in packets[count:]:
+            packet.stream = copy
+            target.mux(packet)
+    return dst
 
 
 def make_text(path, text: str = "this is not a video\n") -> Path:

@@ -13,6 +13,7 @@ from tests._videos import (
     VideoSpec,
     add_data_stream,
     corrupt_file,
+    drop_leading_packets,
     encoder_available,
     make_audio,
     make_empty,
@@ -142,6 +143,17 @@ def test_a_seek_that_lands_elsewhere_falls_back_to_a_full_decode(videos, monkeyp
 
     monkeypatch.setattr(video._SeekingDecoder, "_seek", untrusted)
     assert_same_as_full_decode(path, sample_clips(path, 6, "segments"))
+
+
+def test_a_stream_starting_mid_gop_is_counted_as_the_decoder_counts_it(tmp_path):
+    # 43 packets, but the decoder drops the 7 that reference the missing keyframe: frame 0 is the first it shows.
+    whole = make_video(tmp_path / "whole.mkv", frames=48, gop=12, bframes=0)
+    cut = drop_leading_packets(whole, tmp_path / "cut.mkv", count=5)
+    reference = full_decode(cut)
+    assert len(reference) == 36 and read_index(reference[0]) == 12
+    clip = sample_clips(cut, 4)[0]
+    assert clip.indices == (0, 12, 23, 35)
+    assert_same_as_full_decode(cut, [clip], reference)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

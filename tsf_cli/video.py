@@ -64,7 +64,7 @@ class StreamInfo:
     height: int | None = None
     pix_fmt: str | None = None
     fps: float | None = None  # average over the stream: (frames - 1) / (last - first timestamp)
-    variable_fps: bool | None = None  # frame intervals differ by more than a timestamp tick
+    variable_fps: bool | None = None  # frame intervals differ by more than timestamp rounding explains
     duration_s: float | None = None
     num_frames: int | None = None
     keyframes: int | None = None
@@ -121,6 +121,8 @@ def _open(path, limits: DecodeLimits):
     except av.error.ExitError as exc:  # FFmpeg's I/O was interrupted by PyAV's timeout
         raise VideoError(path, f"gave up opening after {limits.timeout_s:g} s (DecodeLimits.timeout_s)") from exc
     except av.error.FFmpegError as exc:
+        if isinstance(exc, OSError):  # permission denied, an I/O error: the file, not its format
+            raise VideoError(path, f"cannot read: {_reason(exc)}") from exc
         raise VideoError(path, f"not a video FFmpeg can read ({_reason(exc)})") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise VideoError(path, f"cannot open: {exc}") from exc
@@ -345,7 +347,7 @@ def _plan(
     if sampling == "stride":
         return _plan_stride(num_frames, times, length, clips, frame_sample_rate, target_fps, start, seed)
     if num_frames < length:
-        # Every frame once, then the last one again: the documented way a short video fills a clip.
+        # Every frame once, then the last one repeated (and counted as padding) to fill the clip.
         short = np.minimum(np.arange(length), num_frames - 1)
         return [(short, length - num_frames)] * clips
     if seed is not None:
