@@ -174,3 +174,22 @@ def test_wrong_input_is_a_value_error():
         preprocess([np.zeros((2, 8, 8, 3), np.float32)], config)
     with pytest.raises(ValueError, match="crops"):
         preprocess([np.zeros((2, 8, 8, 3), np.uint8)], config, crops=2)
+
+
+@pytest.mark.slow
+def test_torch_backend_moves_a_timesformers_logits_negligibly(tmp_path):
+    """The measurement behind the torch backend's note: a randomly initialised TimeSformer-base (no weights can be
+    downloaded in tests), 8 frames of decoded 360p video, the k400 preprocessing."""
+    from tests._videos import make_video
+    from tsf_cli.video import sample_clips
+
+    path = make_video(tmp_path / "v.mp4", frames=40, size=(640, 360), pattern="texture", gop=10)
+    frames = sample_clips(path, 8)[0].frames
+    config = PreprocessConfig.from_dict(K400)
+    torch.manual_seed(0)
+    model = transformers.TimesformerForVideoClassification(transformers.TimesformerConfig(num_labels=400)).eval()
+    with torch.inference_mode():
+        exact = model(preprocess([frames], config, backend="pil")).logits
+        fast = model(preprocess([frames], config, backend="torch")).logits
+    assert (exact - fast).abs().max() < 1e-3 < exact.std()
+    assert exact.argmax() == fast.argmax()
