@@ -375,6 +375,20 @@ def test_corrupt_frames_are_reported_with_the_decoder_cause(tmp_path):
     assert "Invalid data" in error.cause
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm", ".avi", ".ts"])
+def test_random_damage_gives_clips_or_a_video_error_never_anything_else(tmp_path, suffix):
+    whole = make_video(tmp_path / f"whole{suffix}", frames=48, gop=8)
+    rng = np.random.default_rng(0)
+    for seed in range(6):
+        damaged = corrupt_file(whole, tmp_path / f"bad{suffix}", start=rng.random(), length=0.02, seed=seed)
+        try:
+            clips = sample_clips(damaged, 6, clips=2)
+        except VideoError as error:
+            assert error.path == str(damaged) and error.cause
+            continue
+        assert all(clip.frames.shape == (6, 48, 64, 3) for clip in clips)
+
+
 def test_corrupt_header(tmp_path):
     whole = make_video(tmp_path / "whole.mkv", frames=30)
     expect_error(corrupt_file(whole, tmp_path / "bad.mkv", start=0.0, length=0.05), "not a video FFmpeg can read")

@@ -203,9 +203,6 @@ _NO_TIME = np.iinfo(np.int64).min
 
 
 def _read_index(container, stream, path: str, limits: DecodeLimits, deadline: float) -> _Index:
-    for other in container.streams:
-        if other.index != stream.index:
-            other.discard = av.stream.Discard.all  # demuxers skip their packets' data
     time_base = stream.time_base or Fraction(1, 1_000_000)
     max_ticks = limits.max_seconds / time_base
     pts, dts, keyframe, discard = [], [], [], []
@@ -227,6 +224,8 @@ def _read_index(container, stream, path: str, limits: DecodeLimits, deadline: fl
             dts.append(packet.dts)
             keyframe.append(packet.is_keyframe)
             discard.append(packet.is_discard)
+    except av.error.ExitError as exc:
+        raise _read_failure(path, exc, limits) from exc
     except av.error.FFmpegError as exc:
         raise VideoError(path, f"cannot read packet {len(pts)} of stream {stream.index}: {_reason(exc)}") from exc
     shown = np.flatnonzero(~np.array(discard, dtype=bool))  # an edit list hides discarded packets' frames
@@ -412,6 +411,9 @@ class _Decoded:
 
 
 def _prepare_decoder(stream, limits: DecodeLimits) -> None:
+    for other in stream.container.streams:
+        if other.index != stream.index:
+            other.discard = av.stream.Discard.all  # demuxers then skip their packets' data
     context = stream.codec_context
     # Frame threads decode several frames at once; FFmpeg falls back to slice threads where a codec lacks them.
     context.thread_type = "AUTO"
@@ -633,10 +635,10 @@ def sample_clips(
         with _open(path, limits) as container:
             chosen = _choose_stream(container, path, stream, limits)
             stream = chosen.index  # PyAV objects die with their container; keep plain values only
+            _prepare_decoder(chosen, limits)
             index = _read_index(container, chosen, path, limits, deadline)
             plans = _plan_checked(path, index.num_frames, index.times, num_frames, start, seed, choice)
             wanted = sorted({int(i) for points, _ in plans for i in points})
-            _prepare_decoder(chosen, limits)
             if index.trusted:
                 try:
                     decoded = _SeekingDecoder(container, chosen, index, path, limits, deadline).run(wanted)
@@ -713,6 +715,7 @@ def probe(path, *, count_frames: bool = True, limits: DecodeLimits = DecodeLimit
             video = [s for s in streams if s.type == "video" and s.codec_context is not None]
             for s in video:
                 s.codec_context.thread_type = "AUTO"
+                s.codec_context.options = {**s.codec_context.options, "max_pixels": str(limits.max_pixels)}
             waiting_first_frame = {s.index for s in video}
             for packet in container.demux(streams):
                 if not count_frames and not waiting_first_frame:
@@ -751,7 +754,7 @@ class _Tally:
     rotation: int = 0
 
     def add(self, packet) -> None:
-        self.count += 1
+        self.count += not packet.is_discard  # an edit list hides discarded packets' frames
         self.keyframes += bool(packet.is_keyframe)
         if packet.pts is not None:
             self.pts.append(packet.pts)
