@@ -8,7 +8,7 @@ up). The rest of the frame moves from frame to frame, so encoders make real P an
     make_streams(path, [VideoSpec(size=(64, 48)), VideoSpec(size=(32, 24), first_index=1000)], audio=True)
     read_index(rgb_frame) -> int
 
-The container comes from the path's suffix (.mp4 .mkv .webm .avi .mov .ts .h264 .gif ...), the codec from
+The container comes from the path's suffix (.mp4 .mkv .webm .avi .mov .ts .h264 ...), the codec from
 ``DEFAULT_CODECS`` unless named. ``encoder_available`` tells whether this PyAV build has an encoder, for skipif.
 Odd and broken inputs: ``make_audio`` (optionally with cover art), ``add_data_stream``, ``drop_leading_packets``,
 ``make_text``, ``make_empty``, ``truncate_file``, ``corrupt_file``.
@@ -37,7 +37,6 @@ DEFAULT_CODECS = {
     ".h264": "libx264",
     ".webm": "libvpx-vp9",
     ".avi": "mpeg4",
-    ".gif": "gif",
 }
 _FORMATS = {".mkv": "matroska", ".ts": "mpegts", ".h264": "h264", ".hevc": "hevc", ".ivf": "ivf"}
 _AUDIO_CODECS = {".webm": "libopus", ".avi": "pcm_s16le", ".ts": "aac"}
@@ -46,8 +45,6 @@ _DEFAULT_PIX_FMTS = {
     "mjpeg": "yuvj420p",
     "prores_ks": "yuv422p10le",
     "prores": "yuv422p10le",
-    "gif": "pal8",
-    "ffv1": "yuv420p",
 }
 # Keep encoders quiet and the bars crisp; lossless is not needed, readable bars are.
 _QUALITY = {
