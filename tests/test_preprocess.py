@@ -13,7 +13,6 @@ from tsf_cli.errors import CheckpointError
 from tsf_cli.preprocess import PreprocessConfig, preprocess
 
 transformers = pytest.importorskip("transformers")
-pytest.importorskip("PIL")
 
 # facebook/timesformer-base-finetuned-k400's preprocessor_config.json
 K400 = {

@@ -167,13 +167,13 @@ def _size_with_aspect_ratio(height: int, width: int, size: int, max_size: int) -
 
 
 def preprocess(
-    clips: Sequence[np.ndarray], config: PreprocessConfig, *, crops: int = 1, backend: str | None = None
+    clips: Sequence[np.ndarray], config: PreprocessConfig, *, crops: int = 1, backend: str = "pil"
 ) -> torch.Tensor:
     """(T, H, W, 3) uint8 RGB clips -> pixel_values (len(clips) * crops, T, 3, h, w) float32.
 
     ``crops=3`` takes, from each resized clip, the crop at each end of the long side and the centre one (in that
     order: left or top, centre, right or bottom), as TimeSformer's test protocol does; views are clip-major.
-    ``backend``: "pil" (exact, the default when Pillow is installed) or "torch" (faster, see the module notes).
+    ``backend``: "pil" (exact, the default) or "torch" (faster, see the module notes).
     """
     import torch
 
@@ -181,7 +181,6 @@ def preprocess(
         raise ValueError(f"crops must be 1 or 3, got {crops}")
     if crops == 3 and not config.do_center_crop:
         raise ValueError("3 crops need the config's crop_size, but do_center_crop is off")
-    backend = backend or ("pil" if _has_pillow() else "torch")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     views = []
@@ -200,14 +199,6 @@ def preprocess(
             # uint8 values index the table directly: one gather, and the move to channels-first on the way.
             np.take(table[c], view[..., c], out=out[v, :, c], mode="wrap")
     return torch.from_numpy(out)
-
-
-def _has_pillow() -> bool:
-    try:
-        import PIL  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _resize(frames: np.ndarray, config: PreprocessConfig, backend: str) -> np.ndarray:
