@@ -1,0 +1,122 @@
+"""Inference speed of tsf's TimeSformer against transformers', side by side, on this machine's CPU.
+
+    python benchmarks/bench_model.py            # base config, 8 frames of 224x224, batch 1 and 4, fp32 and bf16
+    python benchmarks/bench_model.py --quick    # batch 1 only, fewer runs
+
+Both engines get the same random weights and inputs and run under torch.inference_mode(). For each dtype and batch
+size it prints seconds per clip (the median of --runs timed runs after a warm-up, the two engines interleaved so
+that a busy machine slows both alike), GFLOP/s counting 392 GFLOP per 8x224 clip, that rate as a fraction of the
+machine's plain matrix-multiply rate in the same dtype (measured in the same run), and ours / transformers in
+throughput. Last, how often bf16 picks the same top-1 class as fp32 on the benchmark inputs, for each engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tsf_cli.model import TimesformerConfig, TimesformerForVideoClassification  # noqa: E402
+
+GFLOP_PER_CLIP = 392.0  # 8 frames of 224x224 through TimeSformer-base, multiply-adds counted as two
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def matmul_rate(dtype: torch.dtype, repeats: int) -> float:
+    """GFLOP/s of the best of a few large GEMMs: a square torch.mm and the shapes the model runs (tokens x 768 by
+    768 x 3072, through torch.mm as well). The model's work is this kind of GEMM, so this is its ceiling."""
+    best = 0.0
+    for m, k, n in ((2048, 2048, 2048), (4 * 1569, 768, 3072), (4 * 1569, 3072, 768)):
+        a = torch.randn(m, k, dtype=dtype)
+        b = torch.randn(n, k, dtype=dtype).t()  # (k, n) with the layout of a linear layer's weight
+        torch.mm(a, b)
+        seconds = min(timed(lambda a=a, b=b: torch.mm(a, b)) for _ in range(repeats))
+        best = max(best, 2 * m * k * n / seconds / 1e9)
+    return best
+
+
+def timed(run) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def build(seed: int):
+    """Ours and transformers' base model (400 classes) with the same random weights, every tensor non-zero."""
+    import transformers
+
+    torch.manual_seed(seed)
+    theirs = transformers.TimesformerForVideoClassification(transformers.TimesformerConfig(num_labels=400))
+    with torch.no_grad():
+        for parameter in theirs.parameters():
+            if parameter.abs().sum() == 0:  # biases and time embeddings start at zero; give them a spread too
+                parameter.normal_(0.0, 0.02)
+    ours = TimesformerForVideoClassification(TimesformerConfig(num_labels=400))
+    ours.load_state_dict(theirs.state_dict())
+    return ours.eval(), theirs.eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="batch 1 only, 3 timed runs")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per engine, dtype and batch size")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=list(DTYPES))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.quick:
+        args.batches, args.runs = [1], 3
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, inference_mode, 8x3x224x224 clips")
+    ours_fp32, theirs_fp32 = build(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    inputs = {b: torch.randn(b, 8, 3, 224, 224, generator=generator) for b in args.batches}
+    top1: dict[str, dict[str, list[torch.Tensor]]] = {"ours": {}, "transformers": {}}
+
+    header = f"{'dtype':5} {'batch':>5} {'engine':12} {'s/clip':>8} {'GFLOP/s':>8} {'of mm':>6} {'ours/tf':>8}"
+    rows = []
+    for dtype_name in args.dtypes:
+        dtype = DTYPES[dtype_name]
+        peak = matmul_rate(dtype, repeats=3)
+        # copies cast once to the dtype (the fp32 originals stay exact for the other dtypes)
+        engines = {"ours": copy.deepcopy(ours_fp32).to(dtype), "transformers": copy.deepcopy(theirs_fp32).to(dtype)}
+        for batch in args.batches:
+            pixels = inputs[batch].to(dtype)
+            times: dict[str, list[float]] = {name: [] for name in engines}
+            with torch.inference_mode():
+                for name, model in engines.items():  # warm-up; its logits give the top-1 classes
+                    top1[name].setdefault(dtype_name, []).append(model(pixels).logits.float().argmax(-1))
+                for _ in range(args.runs):
+                    for name, model in engines.items():
+                        times[name].append(timed(lambda model=model, pixels=pixels: model(pixels)))
+            per_clip = {name: statistics.median(values) / batch for name, values in times.items()}
+            for name in engines:
+                rate = GFLOP_PER_CLIP / per_clip[name]
+                ratio = per_clip["transformers"] / per_clip[name] if name == "ours" else None
+                rows.append(
+                    f"{dtype_name:5} {batch:>5} {name:12} {per_clip[name]:8.3f} {rate:8.1f} {rate / peak:6.1%} "
+                    + (f"{ratio:7.2f}x" if ratio is not None else f"{'':>8}")
+                )
+        rows.append(f"{dtype_name:5} {'':>5} {'torch.mm':12} {'':>8} {peak:8.1f} {1:6.0%}")
+        del engines
+
+    print(header)
+    print("\n".join(rows))
+    if "fp32" in top1["ours"] and len(top1["ours"]) > 1:
+        for name, by_dtype in top1.items():
+            reference = torch.cat(by_dtype["fp32"])
+            for dtype_name, classes in by_dtype.items():
+                if dtype_name != "fp32":
+                    same = (torch.cat(classes) == reference).sum().item()
+                    print(f"top-1 {dtype_name} = fp32 ({name}): {same}/{reference.numel()} clips")
+
+
+if __name__ == "__main__":
+    main()
