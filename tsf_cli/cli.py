@@ -471,6 +471,166 @@ def _cell(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+@app.command("train")
+@reports_errors
+def train_command(
+    data_dir: Annotated[Path, typer.Argument(help="One subfolder of videos per class, or a CSV of path,label.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the trained model (HF layout).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Base model: preset, hub id or folder.")] = "base-k400",
+    val_dir: Annotated[Path | None, typer.Option(help="Held-out set (default: --val-split of DATA_DIR).")] = None,
+    val_split: Annotated[float, typer.Option(min=0, max=0.9, help="Fraction of each class held out.")] = 0.1,
+    from_scratch: Annotated[
+        bool, typer.Option("--from-scratch", help="Take only the architecture and preprocessing from --model.")
+    ] = False,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 8,
+    grad_accum: Annotated[int, typer.Option(min=1, help="Batches per optimizer step.")] = 1,
+    lr: Annotated[float, typer.Option(min=0, help="Peak learning rate (AdamW).")] = 5e-5,
+    weight_decay: Annotated[float, typer.Option(min=0)] = 0.05,
+    warmup: Annotated[
+        float, typer.Option(min=0, max=1, help="Fraction of steps warming up before cosine decay.")
+    ] = 0.1,
+    flip: Annotated[
+        bool, typer.Option("--flip", help="Random horizontal flips (not when direction is the label).")
+    ] = False,
+    workers: Annotated[int, typer.Option(min=0, help="Decoding processes.")] = 2,
+    device: DeviceOpt = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT's last epoch checkpoint.")] = False,
+    seed: int = 0,
+    revision: RevisionOpt = None,
+):
+    """Fine-tune a model on your own labelled videos; a checkpoint every epoch, --resume to continue."""
+    from .train import RichTrainDisplay, train
+
+    with RichTrainDisplay(stderr) as display:
+        result = train(
+            data_dir,
+            model=model,
+            output_dir=output,
+            val_dir=val_dir,
+            val_split=val_split,
+            from_scratch=from_scratch,
+            epochs=epochs,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            lr=lr,
+            weight_decay=weight_decay,
+            warmup=warmup,
+            flip=flip,
+            num_workers=workers,
+            device=device,
+            resume=resume,
+            seed=seed,
+            revision=revision,
+            progress=display,
+        )
+    accuracy = result.val_accuracy
+    held_out = f", held-out top-1 {accuracy:.1%} on {result.val_size} videos" if accuracy is not None else ""
+    summary = f"{len(result.labels)} labels, {result.train_size} training videos{held_out} -> {result.output_dir}"
+    stderr.print(summary, soft_wrap=True)
+    stderr.print(f"use it: tsf classify VIDEO --model {result.output_dir}", soft_wrap=True)
+
+
+@app.command("eval")
+@reports_errors
+def eval_command(
+    data_dir: Annotated[Path, typer.Argument(help="One subfolder of videos per class, or a CSV of path,label.")],
+    model: ModelOpt = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write the confusion matrix as CSV.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of tables.")] = False,
+    batch_size: BatchOpt = 8,
+    workers: Annotated[int, typer.Option(min=0, help="Decoding processes.")] = 2,
+    device: DeviceOpt = "auto",
+    dtype: DTypeOpt = DType.auto,
+    frames: FramesOpt = None,
+    sampling: SamplingOpt = None,
+    stride: StrideOpt = None,
+    clips: ClipsOpt = None,
+    crops: CropsOpt = None,
+    revision: RevisionOpt = None,
+):
+    """Top-1 / top-5 accuracy, per-class accuracy and the confusion matrix of a model on a labelled set."""
+    from .presets import DEFAULT_MODEL
+    from .train import evaluate, write_confusion_csv
+
+    result = evaluate(
+        data_dir,
+        model=model or DEFAULT_MODEL,
+        revision=revision,
+        device=device,
+        dtype=dtype.value,
+        batch_size=batch_size,
+        num_workers=workers,
+        frames=frames,
+        sampling=sampling.value if sampling else None,
+        stride=stride,
+        clips=clips,
+        crops=crops,
+    )
+    if csv_path is not None:
+        with csv_path.open("w", newline="", encoding="utf-8") as file:
+            write_confusion_csv(result, file)
+    for failure in result.failures:
+        stderr.print(f"[yellow]skipped:[/] {failure.message}", soft_wrap=True)
+    if as_json:
+        json.dump(result.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    from rich.table import Table
+
+    summary = Table(title=f"{result.model.name}: {result.count} videos", title_justify="left")
+    for column in ("label", "videos", "top-1"):
+        summary.add_column(column, justify="left" if column == "label" else "right")
+    for c in result.per_class:
+        summary.add_row(c.label, str(c.count), f"{c.accuracy:.1%}")
+    summary.add_section()
+    summary.add_row("[bold]all[/]", str(result.count), f"[bold]{result.top1:.1%}[/] (top-5 {result.top5:.1%})")
+    stdout.print(summary)
+    confusion = Table(title="confusion (rows: true, columns: predicted)", title_justify="left")
+    confusion.add_column("")
+    for column in result.columns:
+        confusion.add_column(column, justify="right")
+    for label, row in zip(result.labels, result.confusion, strict=True):
+        confusion.add_row(label, *(str(n) if n else "." for n in row))
+    stdout.print(confusion)
+
+
+@app.command()
+@reports_errors
+def demo(
+    motion: Annotated[str | None, typer.Option(help="The motion to generate (default: a random one).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the generated clip (default: random).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Keep the clip here (.mp4, .mkv, .avi, .webm).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of a table.")] = False,
+):
+    """Offline: generate a synthetic motion clip and classify it with the model bundled in tsf."""
+    import tempfile
+
+    from .api import Classifier
+    from .synthetic import MOTIONS, write_clip
+    from .writers import write_json_document
+
+    if motion is not None and motion not in MOTIONS:
+        raise _fail(f"unknown motion {motion!r}: use one of {', '.join(MOTIONS)}", 2)
+    with tempfile.TemporaryDirectory(prefix="tsf-demo-") as scratch:
+        path = output or Path(scratch) / "demo.mp4"
+        clip = write_clip(path, motion, seed=seed)
+        stderr.print(
+            f"generated {clip.path}: a {clip.spec.shape} {clip.motion.replace('_', ' ')}, "
+            f"{clip.spec.num_frames} frames {clip.spec.width}x{clip.spec.height} ({clip.codec})"
+        )
+        classifier = Classifier("demo", device="cpu")
+        (result,) = classifier.run([str(clip.path)], top_k=3)
+    if as_json:
+        write_json_document([result], sys.stdout)
+        return
+    stdout.print(_prediction_table(result))
+    verdict = "[green]right[/]" if result.predictions[0].label == clip.motion else "[red]wrong[/]"
+    stdout.print(f"truth: {clip.motion}, prediction: {result.predictions[0].label} ({verdict})")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

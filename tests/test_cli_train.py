@@ -1,0 +1,64 @@
+"""`tsf train` and `tsf eval` through the CLI, on the tiny labelled sets that tests/test_train.py builds."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from typer.testing import CliRunner
+
+from tests._models import one_thread  # noqa: F401  (autouse)
+from tests.test_train import base, dataset  # noqa: F401  (fixtures)
+from tsf_cli.cli import app
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_train_then_eval_through_the_cli(dataset, base, tmp_path):  # noqa: F811
+    out = tmp_path / "model"
+    result = invoke(
+        "train",
+        dataset / "data",
+        "-o",
+        out,
+        "--model",
+        base,
+        "--from-scratch",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--lr",
+        "3e-3",
+        "--workers",
+        "0",
+        "--val-dir",
+        dataset / "val",
+    )
+    assert result.exit_code == 0, result.output
+    assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= {p.name for p in out.iterdir()}
+    assert f"tsf classify VIDEO --model {out}" in result.stderr
+    labels = json.loads((out / "config.json").read_text())["id2label"]
+    assert sorted(labels.values()) == ["blue", "green", "red"]
+
+    confusion = tmp_path / "confusion.csv"
+    result = invoke("eval", dataset / "val", "--model", out, "--json", "--csv", confusion, "--workers", "0")
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert scores["count"] == 6 and 0.0 <= scores["top1"] <= 1.0
+    assert sum(c["count"] for c in scores["per_class"]) == 6
+    rows = list(csv.reader(confusion.open()))
+    assert rows[0][0] == "true \\ predicted" and sum(int(n) for row in rows[1:] for n in row[1:]) == 6
+
+    table = invoke("eval", dataset / "val", "--model", out, "--workers", "0")
+    assert table.exit_code == 0 and "confusion" in table.stdout and "top-5" in table.stdout
+
+
+def test_train_on_a_missing_folder_is_one_error_line(base, tmp_path):  # noqa: F811
+    result = invoke("train", tmp_path / "nothing", "-o", tmp_path / "out", "--model", base, "--from-scratch")
+    assert result.exit_code == 2  # a labelled set that cannot be used is a bad argument
+    assert result.stderr.strip() == (
+        f"Error: {tmp_path / 'nothing'}: not a folder of class subfolders nor a .csv of path,label rows"
+    )
