@@ -22,6 +22,7 @@ Nothing here does I/O: ``from_pretrained`` / ``save_pretrained`` live in ``tsf_c
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -52,6 +53,41 @@ ACTIVATIONS = {
     "silu": F.silu,
     "swish": F.silu,
 }
+
+
+# oneDNN's fused linear layer: the kernel torch.compile emits for linear layers on a CPU, registered wherever PyTorch
+# is built with oneDNN (the official CPU wheels are). At inference it beats F.linear: the bias and a following
+# activation are applied inside the GEMM rather than in passes of their own, and in fp32 oneDNN's GEMM outruns MKL's
+# on AMD CPUs (TimeSformer-base on one Zen 4 core, whole model: 3.75 s against 3.9 s in fp32, 2% less in bf16). It has
+# no autograd formula, so training and anything else that needs gradients takes F.linear.
+_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+# our activation names -> the (attr, algorithm) oneDNN fuses them as; the other activations run after the GEMM
+_ONEDNN_ACTIVATIONS = {
+    None: ("none", ""),
+    "gelu": ("gelu", "none"),
+    "gelu_new": ("gelu", "tanh"),
+    "gelu_pytorch_tanh": ("gelu", "tanh"),
+    "relu": ("relu", ""),
+    "silu": ("swish", ""),
+    "swish": ("swish", ""),
+}
+
+
+@functools.cache
+def _onednn_dtypes() -> tuple[torch.dtype, ...]:
+    if _ONEDNN_LINEAR is None:
+        return ()
+    return (torch.float32, torch.bfloat16) if torch.ops.mkldnn._is_mkldnn_bf16_supported() else (torch.float32,)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str | None = None):
+    """activation(x @ weight.T + bias), through oneDNN's fused kernel where it applies (see above), else F.linear."""
+    if x.device.type == "cpu" and x.dtype in _onednn_dtypes() and not torch.is_grad_enabled():
+        fused = activation if activation in _ONEDNN_ACTIVATIONS else None
+        y = _ONEDNN_LINEAR(x, weight, bias, _ONEDNN_ACTIVATIONS[fused][0], [], _ONEDNN_ACTIVATIONS[fused][1])
+    else:
+        fused, y = None, F.linear(x, weight, bias)
+    return y if activation == fused else ACTIVATIONS[activation](y)
 
 
 class TimesformerConfig:
@@ -380,7 +416,7 @@ class Attention(nn.Module):
         weights = qkv.weight.chunk(3)
         biases = qkv.bias.chunk(3) if qkv.bias is not None else (None,) * 3
         q, k, v = (
-            F.linear(x, w, bias).view(b, length, s * h, d // h).transpose(1, 2)  # (B, S*H, L, hd)
+            linear(x, w, bias).view(b, length, s * h, d // h).transpose(1, 2)  # (B, S*H, L, hd)
             for w, bias in zip(weights, biases, strict=True)
         )
         dropout = self.attention_dropout if self.training else 0.0
@@ -394,7 +430,7 @@ class Attention(nn.Module):
         return context, probs if need_weights else None
 
     def project(self, context: torch.Tensor) -> torch.Tensor:
-        return self.output_dropout(self.output.dense(context))
+        return self.output_dropout(linear(context, self.output.dense.weight, self.output.dense.bias))
 
 
 class Block(nn.Module):
@@ -411,7 +447,7 @@ class Block(nn.Module):
         self.output = _namespace(dense=nn.Linear(config.intermediate_size, d))
         self.layernorm_before = nn.LayerNorm(d, eps=config.layer_norm_eps)
         self.layernorm_after = nn.LayerNorm(d, eps=config.layer_norm_eps)
-        self.activation = ACTIVATIONS[config.hidden_act]
+        self.hidden_act = config.hidden_act
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         if self.divided:
             self.temporal_layernorm = nn.LayerNorm(d, eps=config.layer_norm_eps)
@@ -421,8 +457,9 @@ class Block(nn.Module):
             self._folded_key: tuple | None = None
 
     def mlp(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(self.activation(self.intermediate.dense(x)))
-        return self.dropout(self.output.dense(x))
+        fc1, fc2 = self.intermediate.dense, self.output.dense
+        x = self.dropout(linear(x, fc1.weight, fc1.bias, self.hidden_act))
+        return self.dropout(linear(x, fc2.weight, fc2.bias))
 
     def folded_temporal_projection(self) -> tuple[torch.Tensor, torch.Tensor]:
         """temporal_dense(temporal_attention.output.dense(c)) has nothing in between at inference, so it is one
@@ -469,7 +506,7 @@ class Block(nn.Module):
             update = self.temporal_attention.project(context)
             update = self.temporal_dense(drop_path(update, p, training, (b, 1, s, 1)))
         else:
-            update = F.linear(context, *self.folded_temporal_projection())
+            update = linear(context, *self.folded_temporal_projection())
         update[:, :, 0] = 0
         x = x + update
 
