@@ -276,7 +276,7 @@ def test_batch_killed_for_real_then_resumed(checkpoint, videos, tmp_path):
 
 def test_embed_writes_every_format(checkpoint, videos, tmp_path):
     outputs = {}
-    for suffix in (".npy", ".npz", ".safetensors", ".jsonl"):
+    for suffix in (".npy", ".npz", ".safetensors", ".parquet", ".jsonl"):
         out = tmp_path / f"emb{suffix}"
         result = invoke(
             "embed",
@@ -302,6 +302,11 @@ def test_embed_writes_every_format(checkpoint, videos, tmp_path):
     from safetensors.numpy import load_file
 
     np.testing.assert_array_equal(load_file(outputs[".safetensors"])["embeddings"], matrix)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(outputs[".parquet"])
+    assert table.column("path").to_pylist() == [str(videos / "a.mp4"), str(videos / "b.webm")]
+    np.testing.assert_array_equal(np.array(table.column("embedding").to_pylist(), dtype=np.float32), matrix)
     lines = records(outputs[".jsonl"])
     np.testing.assert_array_equal(np.array([r["vector"] for r in lines], dtype=np.float32), matrix)
     (from_api,) = api.embed([videos / "a.mp4"], model=str(checkpoint), dtype="fp32")
