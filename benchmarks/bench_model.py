@@ -2,18 +2,25 @@
 
     python benchmarks/bench_model.py            # base config, 8 frames of 224x224, batch 1 and 4, fp32 and bf16
     python benchmarks/bench_model.py --quick    # batch 1 only, fewer runs
+    python benchmarks/bench_model.py --threads 1
+
+On a machine shared with other work, two-thread timings suffer most: each operator waits at its closing barrier for
+whichever thread the scheduler delayed, so time grows with the operator count rather than the work. The load average
+is printed before and after; one thread (--threads 1) measures the work itself far more steadily.
 
 Both engines get the same random weights and inputs and run under torch.inference_mode(). For each dtype and batch
 size it prints seconds per clip (the median of --runs timed runs after a warm-up, the two engines interleaved so
 that a busy machine slows both alike), GFLOP/s counting 392 GFLOP per 8x224 clip, that rate as a fraction of the
 machine's plain matrix-multiply rate in the same dtype (measured in the same run), and ours / transformers in
-throughput. Last, how often bf16 picks the same top-1 class as fp32 on the benchmark inputs, for each engine.
+throughput; then the same in CPU seconds (all threads of the process), which a busy machine disturbs less. Last,
+how often bf16 picks the same top-1 class as fp32 on the benchmark inputs, for each engine.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import time
@@ -48,6 +55,13 @@ def timed(run) -> float:
     return time.perf_counter() - start
 
 
+def timed_both(run) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (all of this process's threads) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def build(seed: int):
     """Ours and transformers' base model (400 classes) with the same random weights, every tensor non-zero."""
     import transformers
@@ -70,17 +84,26 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=list(DTYPES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's, one per core)")
     args = parser.parse_args()
     if args.quick:
         args.batches, args.runs = [1], 3
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, inference_mode, 8x3x224x224 clips")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, inference_mode, 8x3x224x224 clips; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     ours_fp32, theirs_fp32 = build(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     inputs = {b: torch.randn(b, 8, 3, 224, 224, generator=generator) for b in args.batches}
     top1: dict[str, dict[str, list[torch.Tensor]]] = {"ours": {}, "transformers": {}}
 
-    header = f"{'dtype':5} {'batch':>5} {'engine':12} {'s/clip':>8} {'GFLOP/s':>8} {'of mm':>6} {'ours/tf':>8}"
+    header = (
+        f"{'dtype':5} {'batch':>5} {'engine':12} {'s/clip':>8} {'GFLOP/s':>8} {'of mm':>6} {'ours/tf':>8}"
+        f" | {'cpu s/clip':>10} {'ours/tf':>8}"
+    )
     rows = []
     for dtype_name in args.dtypes:
         dtype = DTYPES[dtype_name]
@@ -89,26 +112,30 @@ def main() -> None:
         engines = {"ours": copy.deepcopy(ours_fp32).to(dtype), "transformers": copy.deepcopy(theirs_fp32).to(dtype)}
         for batch in args.batches:
             pixels = inputs[batch].to(dtype)
-            times: dict[str, list[float]] = {name: [] for name in engines}
+            times: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
             with torch.inference_mode():
                 for name, model in engines.items():  # warm-up; its logits give the top-1 classes
                     top1[name].setdefault(dtype_name, []).append(model(pixels).logits.float().argmax(-1))
                 for _ in range(args.runs):
                     for name, model in engines.items():
-                        times[name].append(timed(lambda model=model, pixels=pixels: model(pixels)))
-            per_clip = {name: statistics.median(values) / batch for name, values in times.items()}
+                        times[name].append(timed_both(lambda model=model, pixels=pixels: model(pixels)))
+            per_clip = {name: statistics.median(w for w, _ in values) / batch for name, values in times.items()}
+            cpu_per_clip = {name: statistics.median(c for _, c in values) / batch for name, values in times.items()}
             for name in engines:
                 rate = GFLOP_PER_CLIP / per_clip[name]
-                ratio = per_clip["transformers"] / per_clip[name] if name == "ours" else None
+                ours = name == "ours"
+                ratio = f"{per_clip['transformers'] / per_clip[name]:7.2f}x" if ours else " " * 8
+                cpu_ratio = f"{cpu_per_clip['transformers'] / cpu_per_clip[name]:7.2f}x" if ours else ""
                 rows.append(
-                    f"{dtype_name:5} {batch:>5} {name:12} {per_clip[name]:8.3f} {rate:8.1f} {rate / peak:6.1%} "
-                    + (f"{ratio:7.2f}x" if ratio is not None else f"{'':>8}")
+                    f"{dtype_name:5} {batch:>5} {name:12} {per_clip[name]:8.3f} {rate:8.1f} {rate / peak:6.1%} {ratio}"
+                    f" | {cpu_per_clip[name]:10.3f} {cpu_ratio}"
                 )
         rows.append(f"{dtype_name:5} {'':>5} {'torch.mm':12} {'':>8} {peak:8.1f} {1:6.0%}")
         del engines
 
     print(header)
     print("\n".join(rows))
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
     if "fp32" in top1["ours"] and len(top1["ours"]) > 1:
         for name, by_dtype in top1.items():
             reference = torch.cat(by_dtype["fp32"])

@@ -17,6 +17,12 @@ the encoder keeps a divided-attention video as (B, T, 1 + N, D) with the class t
 frame: spatial attention reads each frame as a contiguous sequence, temporal attention reads the columns through a
 strided view, and no layer copies tokens around. Outputs are given in the reference layout.
 
+Speed. Inference (``torch.inference_mode()`` or ``torch.no_grad()``, eval mode) takes shortcuts that are exact
+algebra: ``temporal_attention.output.dense`` and ``temporal_dense`` are folded into one linear map; on a CPU the
+linears run through oneDNN's fused kernel (bias and activation inside the GEMM); attention goes through
+``F.scaled_dot_product_attention`` unless maps are asked for or, in bf16/fp16 on a CPU, the plain path is faster.
+Cast the model once with ``.to(device, dtype)`` (fp32, bf16 or fp16); pixel values are cast to the weights' dtype.
+
 Nothing here does I/O: ``from_pretrained`` / ``save_pretrained`` live in ``tsf_cli.checkpoints``.
 """
 
@@ -53,41 +59,6 @@ ACTIVATIONS = {
     "silu": F.silu,
     "swish": F.silu,
 }
-
-
-# oneDNN's fused linear layer: the kernel torch.compile emits for linear layers on a CPU, registered wherever PyTorch
-# is built with oneDNN (the official CPU wheels are). At inference it beats F.linear: the bias and a following
-# activation are applied inside the GEMM rather than in passes of their own, and in fp32 oneDNN's GEMM outruns MKL's
-# on AMD CPUs (TimeSformer-base on one Zen 4 core, whole model: 3.75 s against 3.9 s in fp32, 2% less in bf16). It has
-# no autograd formula, so training and anything else that needs gradients takes F.linear.
-_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
-# our activation names -> the (attr, algorithm) oneDNN fuses them as; the other activations run after the GEMM
-_ONEDNN_ACTIVATIONS = {
-    None: ("none", ""),
-    "gelu": ("gelu", "none"),
-    "gelu_new": ("gelu", "tanh"),
-    "gelu_pytorch_tanh": ("gelu", "tanh"),
-    "relu": ("relu", ""),
-    "silu": ("swish", ""),
-    "swish": ("swish", ""),
-}
-
-
-@functools.cache
-def _onednn_dtypes() -> tuple[torch.dtype, ...]:
-    if _ONEDNN_LINEAR is None:
-        return ()
-    return (torch.float32, torch.bfloat16) if torch.ops.mkldnn._is_mkldnn_bf16_supported() else (torch.float32,)
-
-
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str | None = None):
-    """activation(x @ weight.T + bias), through oneDNN's fused kernel where it applies (see above), else F.linear."""
-    if x.device.type == "cpu" and x.dtype in _onednn_dtypes() and not torch.is_grad_enabled():
-        fused = activation if activation in _ONEDNN_ACTIVATIONS else None
-        y = _ONEDNN_LINEAR(x, weight, bias, _ONEDNN_ACTIVATIONS[fused][0], [], _ONEDNN_ACTIVATIONS[fused][1])
-    else:
-        fused, y = None, F.linear(x, weight, bias)
-    return y if activation == fused else ACTIVATIONS[activation](y)
 
 
 class TimesformerConfig:
@@ -296,6 +267,55 @@ class VideoClassifierOutput(ModelOutput):
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
+# ------------------------------------------------------------------------------------------------------------ kernels
+
+
+# oneDNN's fused linear layer: the kernel torch.compile emits for linear layers on a CPU, registered wherever PyTorch
+# is built with oneDNN (the official CPU wheels are). At inference it beats F.linear: the bias and a following
+# activation are applied inside the GEMM rather than in passes of their own, and in fp32 oneDNN's GEMM outruns MKL's
+# on AMD CPUs (TimeSformer-base on one Zen 4 core, whole model: 3.75 s against 3.9 s in fp32, 2% less in bf16). It has
+# no autograd formula, so training and anything else that needs gradients takes F.linear.
+_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+# our activation names -> the (attr, algorithm) oneDNN fuses them as; the other activations run after the GEMM
+_ONEDNN_ACTIVATIONS = {
+    None: ("none", ""),
+    "gelu": ("gelu", "none"),
+    "gelu_new": ("gelu", "tanh"),
+    "gelu_pytorch_tanh": ("gelu", "tanh"),
+    "relu": ("relu", ""),
+    "silu": ("swish", ""),
+    "swish": ("swish", ""),
+}
+
+
+@functools.cache
+def _onednn_dtypes() -> tuple[torch.dtype, ...]:
+    if _ONEDNN_LINEAR is None:
+        return ()
+    bf16 = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)  # oneDNN's bf16 needs AVX-512 BF16 or AMX
+    return (torch.float32, torch.bfloat16) if bf16 is not None and bf16() else (torch.float32,)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str | None = None):
+    """activation(x @ weight.T + bias), through oneDNN's fused kernel where it applies (see above), else F.linear."""
+    if x.device.type == "cpu" and x.dtype in _onednn_dtypes() and not torch.is_grad_enabled():
+        fused = activation if activation in _ONEDNN_ACTIVATIONS else None
+        y = _ONEDNN_LINEAR(x, weight, bias, _ONEDNN_ACTIVATIONS[fused][0], [], _ONEDNN_ACTIVATIONS[fused][1])
+    else:
+        fused, y = None, F.linear(x, weight, bias)
+    return y if activation == fused else ACTIVATIONS[activation](y)
+
+
+def fused_attention_is_faster(x: torch.Tensor) -> bool:
+    """Whether F.scaled_dot_product_attention beats two batched matmuls and a softmax for ``x``'s device and dtype.
+
+    It does on CUDA, and in fp32 on a CPU. In bf16 and fp16 on a CPU without AMX, its fused kernel runs as many
+    small GEMM calls and, for TimeSformer's sequences (8 frames; 197 tokens), measured 2-3x slower than the plain
+    path (AMD EPYC Zen 4, torch 2.13: 25 ms against 12 ms a layer on one core).
+    """
+    return x.device.type != "cpu" or x.dtype == torch.float32
+
+
 def _namespace(**modules: nn.Module) -> nn.ModuleDict:
     """transformers nests several layers one level deeper than they need (``attention.qkv``, ``output.dense``);
     these namespaces reproduce its state-dict keys with no class per level and no remapping on load."""
@@ -310,6 +330,9 @@ def drop_path(x: torch.Tensor, p: float, training: bool, mask_shape: tuple[int, 
     keep = 1.0 - p
     mask = torch.rand(mask_shape, dtype=x.dtype, device=x.device).add_(keep).floor_()
     return x.div(keep) * mask
+
+
+# ------------------------------------------------------------------------------------------------------------ modules
 
 
 class Embeddings(nn.Module):
@@ -380,16 +403,6 @@ class Embeddings(nn.Module):
         if self.attention_type == "joint_space_time":
             return torch.cat((cls, patches.transpose(1, 2).reshape(b, n * t, d)), dim=1)  # (B, 1 + N*T, D)
         return torch.cat((cls.unsqueeze(1).expand(b, t, 1, d), patches), dim=2)  # (B, T, 1 + N, D)
-
-
-def fused_attention_is_faster(x: torch.Tensor) -> bool:
-    """Whether F.scaled_dot_product_attention beats two batched matmuls and a softmax for ``x``'s device and dtype.
-
-    It does on CUDA, and in fp32 on a CPU. In bf16 and fp16 on a CPU without AMX, its fused kernel runs as many
-    small GEMM calls and, for TimeSformer's sequences (8 frames; 197 tokens), measured 2-3x slower than the plain
-    path (AMD EPYC Zen 4, torch 2.13: 25 ms against 12 ms a layer on one core).
-    """
-    return x.device.type != "cpu" or x.dtype == torch.float32
 
 
 class Attention(nn.Module):
