@@ -46,12 +46,11 @@ def logits(model, video=None):
 
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch):
-    """An empty hub cache that huggingface_hub uses, offline. Its constants are read at import time, before the
-    conftest's environment variables, so they are patched too."""
+    """An empty hub cache, offline (HF_HUB_OFFLINE=1 comes from the conftest). huggingface_hub reads these variables
+    at import time, into its constants; tsf reads them on each call, which is what this exercises."""
     cache = tmp_path / "hub"
     cache.mkdir()
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     return cache
 
 
@@ -181,8 +180,16 @@ def test_resolver_helpers(cached_repo, hub_cache):
     assert snapshot_commit(Path("/some/folder/config.json")) is None
 
 
-def test_cache_dir_argument_is_used(tmp_path, monkeypatch):
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+def test_hf_home_set_after_import_is_obeyed(tmp_path, monkeypatch):
+    model = save_tiny_checkpoint(tmp_path / "ckpt")
+    make_hub_cache(tmp_path / "home" / "hub", REPO, checkpoint_files(tmp_path / "ckpt"))
+    monkeypatch.delenv("HF_HUB_CACHE")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    assert is_cached(REPO)
+    assert torch.equal(logits(TimesformerForVideoClassification.from_pretrained(REPO)), logits(model))
+
+
+def test_cache_dir_argument_is_used(tmp_path):
     model = save_tiny_checkpoint(tmp_path / "ckpt")
     make_hub_cache(tmp_path / "elsewhere", REPO, checkpoint_files(tmp_path / "ckpt"))
     loaded = TimesformerForVideoClassification.from_pretrained(REPO, cache_dir=tmp_path / "elsewhere")
@@ -202,7 +209,8 @@ def test_hub_id_not_cached_while_offline(hub_cache):
 
 
 def test_local_files_only_is_offline_too(hub_cache, monkeypatch):
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # as the import may have read it
     with pytest.raises(ModelNotFoundError, match="not cached in .* offline .*local_files_only"):
         resolve_file(REPO, "config.json", local_files_only=True)
 

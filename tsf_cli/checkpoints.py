@@ -70,28 +70,46 @@ def resolve_file(
     return _resolve_hub_file(name, filename, revision, cache_dir, local_files_only, token, required)
 
 
+def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The hub cache folder: ``cache_dir``, else ``HF_HUB_CACHE``, else ``HF_HOME``/hub, else the default.
+
+    huggingface_hub reads these variables once, when it is imported; reading them on each call lets a program (or a
+    test) that sets them later still be obeyed.
+    """
+    from huggingface_hub import constants
+
+    if cache_dir is not None:
+        return Path(cache_dir)
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "hub"
+    return Path(constants.HF_HUB_CACHE)
+
+
+def hub_offline(local_files_only: bool | None = None) -> bool:
+    """Whether the hub must not be asked: ``local_files_only``, or ``HF_HUB_OFFLINE`` (read now, see above)."""
+    from huggingface_hub import constants
+
+    variable = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+    return bool(local_files_only) or variable or constants.is_offline_mode()
+
+
 def _resolve_hub_file(repo_id, filename, revision, cache_dir, local_files_only, token, required) -> Path | None:
-    from huggingface_hub import constants, errors, hf_hub_download
+    from huggingface_hub import errors, hf_hub_download
 
     where = repo_id if revision is None else f"{repo_id}@{revision}"
+    cache, offline = hub_cache_dir(cache_dir), hub_offline(local_files_only)
     try:
-        return Path(
-            hf_hub_download(
-                repo_id,
-                filename,
-                revision=revision,
-                cache_dir=cache_dir,
-                local_files_only=bool(local_files_only),
-                token=token,
-            )
+        path = hf_hub_download(
+            repo_id, filename, revision=revision, cache_dir=cache, local_files_only=offline, token=token
         )
+        return Path(path)
     except errors.LocalEntryNotFoundError as exc:
         # offline, or the hub is unreachable, and the file is not in the cache: is the snapshot there at all?
-        commit = cached_commit(repo_id, revision, cache_dir=cache_dir)
+        commit = cached_commit(repo_id, revision, cache_dir=cache)
         if commit is None:
-            offline = local_files_only or constants.is_offline_mode()
             why = "offline (HF_HUB_OFFLINE=1 or local_files_only)" if offline else "the hub cannot be reached"
-            cache = cache_dir or constants.HF_HUB_CACHE
             raise ModelNotFoundError(
                 f"{where}: not cached in {cache} and {why}; download it once with network access, "
                 "or pass a local folder"
@@ -120,10 +138,9 @@ def cached_commit(
     repo_id: str, revision: str | None = None, *, cache_dir: str | os.PathLike | None = None
 ) -> str | None:
     """The commit the cache holds a snapshot of for ``repo_id`` at ``revision`` (a branch, tag or commit), or None."""
-    from huggingface_hub import constants
     from huggingface_hub.file_download import repo_folder_name
 
-    repo = Path(cache_dir or constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model")
+    repo = hub_cache_dir(cache_dir) / repo_folder_name(repo_id=repo_id, repo_type="model")
     commit = revision or "main"
     ref = repo / "refs" / commit
     if not _COMMIT.match(commit) and ref.is_file():
@@ -136,7 +153,8 @@ def is_cached(repo_id: str, revision: str | None = None, *, cache_dir: str | os.
     from huggingface_hub import try_to_load_from_cache
 
     def cached(filename: str) -> bool:
-        return isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision), str)
+        found = try_to_load_from_cache(repo_id, filename, cache_dir=hub_cache_dir(cache_dir), revision=revision)
+        return isinstance(found, str)
 
     return cached(CONFIG_NAME) and (cached(SAFETENSORS_NAME) or cached(PYTORCH_NAME))
 
