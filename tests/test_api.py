@@ -34,6 +34,37 @@ def test_list_file_and_glob_and_single_file(tmp_path):
     assert list_inputs(str(b)) == [str(b)]
 
 
+def test_paths_are_absolute_and_list_entries_relative_to_the_list(tmp_path, monkeypatch):
+    video = _touch(tmp_path / "videos" / "clip.mp4")
+    listing = _touch(tmp_path / "videos" / "todo.txt", "clip.mp4\n")
+    monkeypatch.chdir(tmp_path)
+    assert list_inputs("videos/todo.txt") == [str(video)]
+    assert list_inputs("videos", exclude=["videos/todo.txt"]) == [str(video)]  # the same key, however it is named
+    assert list_inputs(str(listing.parent)) == list_inputs("./videos/../videos") == [str(video), str(listing)]
+
+
+def test_a_file_name_with_glob_characters_is_that_file_and_an_empty_glob_is_an_error(tmp_path):
+    odd = _touch(tmp_path / "show [x264].mkv")
+    assert list_inputs(str(odd)) == [str(odd)]
+    with pytest.raises(TsfError, match=r"\*.webm: the pattern matches no file"):
+        list_inputs(str(tmp_path / "*.webm"))
+
+
+def test_choosing_another_sampling_drops_the_presets_stride():
+    from types import SimpleNamespace
+
+    from tsf_cli.api import Classifier
+
+    preset_like = SimpleNamespace(
+        default_views=ViewOptions(frames=8, sampling="stride", frame_sample_rate=32, target_fps=30, crops=3)
+    )
+    uniform = Classifier.view_options(preset_like, sampling="uniform")
+    assert uniform == ViewOptions(frames=8, sampling="uniform", crops=3)
+    assert Classifier.view_options(preset_like, frame_sample_rate=4).frame_sample_rate == 4
+    with pytest.raises(ValueError, match="stride and start go with --sampling stride, not segments"):
+        Classifier.view_options(preset_like, sampling="segments", frame_sample_rate=4)
+
+
 def test_missing_source_is_one_clear_error(tmp_path):
     with pytest.raises(TsfError, match="nope: no such file, folder or matching glob"):
         list_inputs(str(tmp_path / "nope"))

@@ -128,6 +128,24 @@ def test_classify_a_bad_video_is_one_error_line_and_exit_3(checkpoint, videos):
     assert result.stderr.strip().splitlines()[-1].startswith(f"Error: {videos / 'readme.txt'}: ")
 
 
+def test_names_with_brackets_are_printed_as_they_are(checkpoint, videos, tmp_path):
+    odd = tmp_path / "clip [x264] [bold].mp4"
+    os.link(videos / "a.mp4", odd)
+    result = invoke("classify", odd, "--model", checkpoint)
+    assert result.exit_code == 0, result.output
+    assert "clip [x264] [bold].mp4" in result.stdout
+    text = tmp_path / "[red]notes[bold].txt"
+    text.write_text("not a video")
+    result = invoke("classify", text, "--model", checkpoint)
+    assert result.exit_code == 3 and "[red]notes[bold].txt" in result.stderr
+
+
+def test_a_wrong_model_leaves_no_output_file(videos, tmp_path):
+    result = invoke("batch", videos, "-o", tmp_path / "out.csv", "--model", "no-such-model")
+    assert result.exit_code == 4
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_classify_missing_path(checkpoint, tmp_path):
     result = invoke("classify", tmp_path / "nope.mp4", "--model", checkpoint)
     assert result.exit_code == 3

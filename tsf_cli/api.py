@@ -54,6 +54,8 @@ class ViewOptions:
             raise ValueError(f"crops must be 1 or 3, got {self.crops}")
         if self.start is not None and self.start < 0:
             raise ValueError(f"start must be a time in seconds >= 0, got {self.start}")
+        if self.sampling != "stride" and (self.frame_sample_rate != 1 or self.start is not None):
+            raise ValueError(f"stride and start go with --sampling stride, not {self.sampling}")
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,14 @@ class VideoViews:
     crops: int
 
 
-def load_views(path: str, options: ViewOptions, preprocess_config: PreprocessConfig) -> VideoViews:
+def load_views(
+    path: str, options: ViewOptions, preprocess_config: PreprocessConfig, timeout: float | None = None
+) -> VideoViews:
     """Decode and preprocess one video. Pure and picklable, so it runs the same in a worker process."""
     from .preprocess import preprocess
-    from .video import sample_clips
+    from .video import DecodeLimits, sample_clips
 
+    limits = DecodeLimits() if timeout is None else DecodeLimits(timeout_s=timeout)
     clips = sample_clips(
         path,
         options.frames,
@@ -80,6 +85,7 @@ def load_views(path: str, options: ViewOptions, preprocess_config: PreprocessCon
         target_fps=options.target_fps,
         start=options.start,
         stream=options.stream,
+        limits=limits,
     )
     pixel_values = preprocess([clip.frames for clip in clips], preprocess_config, crops=options.crops)
     frames = tuple(ClipFrames(tuple(c.indices), tuple(c.timestamps), c.padded) for c in clips)
@@ -124,7 +130,10 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if dtype == "auto":
         if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            # is_bf16_supported() also says yes where bf16 is only emulated (Volta, Turing); Ampere (8.x) and newer
+            # run it natively.
+            native_bf16 = torch.cuda.get_device_capability(device)[0] >= 8
+            return torch.bfloat16 if native_bf16 else torch.float16
         return torch.bfloat16 if _cpu_has_fast_bf16() else torch.float32
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
 
@@ -186,7 +195,11 @@ class Classifier:
                 f"{source} has no preprocessor_config.json: tsf needs the checkpoint's own size and "
                 "image_mean/image_std, and will not guess them"
             )
-        self.preprocess_config = PreprocessConfig.from_dict(json.loads(Path(processor_file).read_text()))
+        try:
+            processor = json.loads(Path(processor_file).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{processor_file}: not a readable preprocessor config ({exc})") from exc
+        self.preprocess_config = PreprocessConfig.from_dict(processor)
         network = TimesformerForVideoClassification.from_pretrained(source, **hub)
         self.model = network.to(device=self.device, dtype=self.dtype).eval()
         self.config = network.config
@@ -211,18 +224,26 @@ class Classifier:
             self.default_views = ViewOptions(frames=self.config.num_frames)
 
     def view_options(self, **overrides) -> ViewOptions:
-        """The preset's views with the user's choices (those not None) on top."""
-        return replace(self.default_views, **{k: v for k, v in overrides.items() if v is not None})
+        """The preset's views with the user's choices (those not None) on top. Choosing a sampling other than
+        stride drops the preset's stride settings, which mean nothing to the others."""
+        chosen = {k: v for k, v in overrides.items() if v is not None}
+        if chosen.get("sampling", "stride") != "stride":
+            chosen = {"frame_sample_rate": 1, "target_fps": None, "start": None, **chosen}
+        return replace(self.default_views, **chosen)
 
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One batch of views -> (probabilities (views, labels), final-norm tokens (views, tokens, hidden)), fp32."""
+    def forward(self, pixel_values: torch.Tensor, pool: str | None = None) -> torch.Tensor:
+        """One batch of views -> probabilities (views, labels), or with ``pool`` the pooled final-norm tokens
+        (views, hidden); fp32, on the CPU. Pooling happens on the device, so only the result crosses over."""
         import torch
 
         with torch.inference_mode():
-            pixel_values = pixel_values.to(device=self.device, dtype=self.dtype, non_blocking=True)
-            tokens = self.model.timesformer(pixel_values).last_hidden_state
-            logits = self.model.classifier(tokens[:, 0])
-            return logits.float().softmax(-1).cpu(), tokens.float().cpu()
+            pixel_values = pixel_values.to(device=self.device, dtype=self.dtype)
+            tokens = self.model.timesformer(pixel_values).last_hidden_state  # (views, 1 + patches, hidden)
+            if pool == "cls":
+                return tokens[:, 0].float().cpu()
+            if pool == "mean":
+                return tokens[:, 1:].float().mean(1).cpu()
+            return self.model.classifier(tokens[:, 0]).float().softmax(-1).cpu()
 
     def _result(self, views: VideoViews, probabilities: torch.Tensor, top_k: int) -> VideoResult:
         mean = probabilities.mean(0)  # average over the clips x crops views, as the original test protocol does
@@ -233,8 +254,7 @@ class Classifier:
         )
         return VideoResult(views.path, predictions, views.clips, views.crops, self.info)
 
-    def _embedding(self, views: VideoViews, tokens: torch.Tensor, pool: str) -> VideoEmbedding:
-        vectors = tokens[:, 0] if pool == "cls" else tokens[:, 1:].mean(1)
+    def _embedding(self, views: VideoViews, vectors: torch.Tensor, pool: str) -> VideoEmbedding:
         return VideoEmbedding(views.path, vectors.mean(0).numpy(), pool, views.clips, self.info)
 
     def run(
@@ -260,9 +280,11 @@ class Classifier:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         if top_k < 1:
             raise ValueError(f"top-k must be at least 1, got {top_k}")
+        if pool is None and self.config.num_labels < 1:
+            raise CheckpointError(f"{self.info.source} has no classification head: use it with tsf embed")
         views = views or self.default_views
         batch: list[VideoViews] = []
-        for _path, loaded in _load_all(paths, views, self.preprocess_config, workers, timeout):
+        for loaded in _load_all(paths, views, self.preprocess_config, workers, timeout):
             if isinstance(loaded, VideoFailure):
                 yield loaded
                 continue
@@ -276,39 +298,44 @@ class Classifier:
     def _run_batch(self, batch: list[VideoViews], top_k: int, pool: str | None):
         import torch
 
-        probabilities, tokens = self.forward(torch.cat([v.pixel_values for v in batch]))
+        outputs = self.forward(torch.cat([v.pixel_values for v in batch]), pool)
         start = 0
         for views in batch:
             end = start + views.pixel_values.shape[0]
             if pool is None:
-                yield self._result(views, probabilities[start:end], top_k)
+                yield self._result(views, outputs[start:end], top_k)
             else:
-                yield self._embedding(views, tokens[start:end], pool)
+                yield self._embedding(views, outputs[start:end], pool)
             start = end
 
 
-def _load_task(task: tuple[str, ViewOptions, PreprocessConfig]) -> VideoViews:
+def _load_task(task: tuple[str, ViewOptions, PreprocessConfig, float | None]) -> VideoViews:
     return load_views(*task)
 
 
-def _load_all(paths, views, preprocess_config, workers, timeout) -> Iterator[tuple[str, VideoViews | VideoFailure]]:
-    tasks = ((str(path), views, preprocess_config) for path in paths)
+def _failure(path: str, error: str, message: str) -> VideoFailure:
+    return VideoFailure(path, error, message if path in message else f"{path}: {message}")
+
+
+def _load_all(paths, views, preprocess_config, workers, timeout) -> Iterator[VideoViews | VideoFailure]:
+    """Each path's views, or its failure: the same outcome in this process as in a worker, where anything that
+    goes wrong with one file (a decoder error, an exception from PyAV itself) becomes that file's record."""
+    tasks = ((str(path), views, preprocess_config, timeout) for path in paths)
     if workers <= 0:
         for task in tasks:
             try:
-                yield task[0], _load_task(task)
-            except TsfError as exc:
-                yield task[0], VideoFailure(task[0], type(exc).__name__, str(exc))
+                yield _load_task(task)
+            except Exception as exc:  # noqa: BLE001 - one file's failure is that file's record, as in the workers
+                yield _failure(task[0], type(exc).__name__, str(exc) or repr(exc))
         return
     from .workers import TaskFailure, WorkerPool
 
     with WorkerPool(_load_task, workers, timeout) as pool:
         for task, outcome in pool.imap_unordered(tasks):
             if isinstance(outcome, TaskFailure):
-                message = outcome.message if task[0] in outcome.message else f"{task[0]}: {outcome.message}"
-                yield task[0], VideoFailure(task[0], outcome.error, message)
+                yield _failure(task[0], outcome.error, outcome.message)
             else:
-                yield task[0], outcome
+                yield outcome
 
 
 def classify(videos: Sequence[str | os.PathLike], *, model: str = DEFAULT_MODEL, top_k: int = 5, **options):
@@ -352,15 +379,17 @@ def _prepare(
 
 
 def list_inputs(source: str, *, recursive: bool = False, exclude: Iterable[str] = ()) -> list[str]:
-    """The files one batch argument names: a folder (every non-hidden file, sorted), a glob, or a .txt list.
+    """The files one batch argument names, as absolute paths: a folder (every non-hidden file, sorted), a .txt list
+    (one path a line, relative ones from the list's folder, # comments), a glob, or one file.
 
     Every file in a folder counts, whatever its extension: a text file among videos gets an error record rather
-    than silently vanishing from the output. ``exclude`` keeps tsf's own output files out of the list.
+    than silently vanishing from the output. Absolute paths make ``--resume`` match its records whatever the
+    working directory. ``exclude`` keeps tsf's own output files out of the list.
     """
     import glob
 
     excluded = {os.path.abspath(p) for p in exclude}
-    path = Path(source)
+    path = Path(source).expanduser()
     if path.is_dir():
         walker = path.rglob("*") if recursive else path.glob("*")
         found = [
@@ -369,13 +398,19 @@ def list_inputs(source: str, *, recursive: bool = False, exclude: Iterable[str] 
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
         ]
     elif path.is_file() and path.suffix.lower() == ".txt":
-        lines = path.read_text(encoding="utf-8").splitlines()
-        found = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    elif glob.has_magic(source):
-        found = [p for p in glob.glob(source, recursive=recursive) if os.path.isfile(p)]
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TsfError(f"{source}: cannot read the list of paths ({exc})") from exc
+        entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        found = [str(path.parent / Path(entry).expanduser()) for entry in entries]
     elif path.is_file():
-        found = [source]
+        found = [str(path)]
+    elif glob.has_magic(source):
+        found = [p for p in glob.glob(os.path.expanduser(source), recursive=recursive) if os.path.isfile(p)]
+        if not found:
+            raise TsfError(f"{source}: the pattern matches no file")
     else:
         raise TsfError(f"{source}: no such file, folder or matching glob")
-    found = [os.path.normpath(p) for p in found if os.path.abspath(p) not in excluded]
-    return sorted(dict.fromkeys(found))
+    absolute = (os.path.abspath(p) for p in found)
+    return sorted(dict.fromkeys(p for p in absolute if p not in excluded))

@@ -58,8 +58,15 @@ class Pool(str, Enum):
     mean = "mean"
 
 
+def _say(label: str, style: str, message: str) -> None:
+    """``label: message`` on stderr; the message is printed as is (paths and FFmpeg's words may hold [brackets])."""
+    from rich.text import Text
+
+    stderr.print(Text.assemble((f"{label}:", style), " ", message), soft_wrap=True)
+
+
 def _fail(message: str, code: int) -> typer.Exit:
-    stderr.print(f"[bold red]Error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    _say("Error", "bold red", message)
     return typer.Exit(code)
 
 
@@ -80,7 +87,7 @@ def reports_errors(command):
                 raise
             raise _fail(str(exc), 2) from None
         except KeyboardInterrupt:
-            stderr.print("Interrupted: finished results are kept; run again with --resume to continue.")
+            stderr.print("Interrupted.")
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
@@ -180,25 +187,26 @@ def classify(
                 stdout.print(_prediction_table(record))
     failures = [r for r in records if isinstance(r, VideoFailure)]
     for failure in failures:
-        stderr.print(f"[bold red]Error:[/] {failure.message}", soft_wrap=True)
+        _say("Error", "bold red", failure.message)
     if failures:
         raise typer.Exit(3)
 
 
 def _prediction_table(result):
+    from rich.markup import escape
     from rich.table import Table
 
     frames = sum(len(c.indices) for c in result.clips) // max(1, len(result.clips))
     views = f"{len(result.clips)} clip(s) x {result.crops} crop(s) of {frames} frames"
     caption = f"{result.model.name} · {result.model.dtype} on {result.model.device} · {views}"
-    table = Table(title=result.path, caption=caption, title_justify="left", caption_justify="left")
+    table = Table(title=escape(result.path), caption=escape(caption), title_justify="left", caption_justify="left")
     table.add_column("#", justify="right", style="dim")
     table.add_column("label")
     table.add_column("probability", justify="right")
     table.add_column("", min_width=20)
     for rank, p in enumerate(result.predictions, 1):
         bar = "█" * round(p.probability * 20)
-        table.add_row(str(rank), p.label, f"{p.probability:.1%}", f"[green]{bar}[/]")
+        table.add_row(str(rank), escape(p.label), f"{p.probability:.1%}", f"[green]{bar}[/]")
     return table
 
 
@@ -253,17 +261,23 @@ def _progress():
 
 def _run_with_progress(classifier, todo, views, sink, **run_options) -> int:
     """Feed every record to ``sink`` as it finishes, with a progress bar on stderr; return the failure count."""
+    from rich.text import Text
+
     from .results import VideoFailure
 
     failed = 0
     with _progress() as progress:
         task = progress.add_task("videos", total=len(todo), failed=0)
-        for record in classifier.run(todo, views, **run_options):
-            sink.write(record)
-            if isinstance(record, VideoFailure):
-                failed += 1
-                progress.console.print(f"[yellow]failed:[/] {record.message}", soft_wrap=True, highlight=False)
-            progress.update(task, advance=1, failed=failed)
+        try:
+            for record in classifier.run(todo, views, **run_options):
+                sink.write(record)
+                if isinstance(record, VideoFailure):
+                    failed += 1
+                    progress.console.print(Text.assemble(("failed:", "yellow"), " ", record.message), soft_wrap=True)
+                progress.update(task, advance=1, failed=failed)
+        except KeyboardInterrupt:
+            progress.console.print("Finished records are kept: run the same command with --resume to continue.")
+            raise
     return failed
 
 
@@ -311,17 +325,15 @@ def batch(
 
     _check_flags(resume, overwrite, retry_failed)
     paths = _inputs(sources, recursive, [output])
+    # The model loads first: a wrong --model must not leave (or, with --overwrite, empty) an output file.
+    classifier = _classifier(model, revision, device, dtype)
+    views = _views(classifier, frames, sampling, stride, clips, crops, start)
     with open_record_sink(output, top_k=top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as sink:
         todo = [p for p in paths if p not in sink.done]
         failed_before = len(sink.failed.intersection(paths))
-        if todo:
-            classifier = _classifier(model, revision, device, dtype)
-            views = _views(classifier, frames, sampling, stride, clips, crops, start)
-            run = {"top_k": top_k, "batch_size": batch_size, "timeout": timeout}
-            workers = default_workers() if workers is None else workers
-            failed_now = _run_with_progress(classifier, todo, views, sink, workers=workers, **run)
-        else:
-            failed_now = 0
+        run = {"top_k": top_k, "batch_size": batch_size, "timeout": timeout}
+        workers = default_workers() if workers is None else workers
+        failed_now = _run_with_progress(classifier, todo, views, sink, workers=workers, **run) if todo else 0
     _summary(len(paths), len(paths) - len(todo), failed_now, failed_before, output)
 
 
@@ -363,21 +375,19 @@ def embed(
     get_embedding_writer(output)  # an unsupported format fails before any video is decoded
     side_files = [output, output.with_name(output.name + ".json"), output.with_name(output.name + ".partial.jsonl")]
     paths = _inputs(sources, recursive, side_files)
+    classifier = _classifier(model, revision, device, dtype)
+    views = _views(classifier, frames, sampling, stride, clips, crops, start)
     with open_embedding_journal(output, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as journal:
         todo = [p for p in paths if p not in journal.done]
         failed_before = len(journal.failed.intersection(paths))
-        if todo:
-            classifier = _classifier(model, revision, device, dtype)
-            views = _views(classifier, frames, sampling, stride, clips, crops, start)
-            workers = default_workers() if workers is None else workers
-            run = {"pool": pool.value, "batch_size": batch_size, "timeout": timeout, "workers": workers}
-            failed_now = _run_with_progress(classifier, todo, views, journal, **run)
-        else:
-            failed_now = 0
+        workers = default_workers() if workers is None else workers
+        run = {"pool": pool.value, "batch_size": batch_size, "timeout": timeout, "workers": workers}
+        failed_now = _run_with_progress(classifier, todo, views, journal, **run) if todo else 0
     _summary(len(paths), len(paths) - len(todo), failed_now, failed_before, output)
 
 
 @app.command()
+@reports_errors
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of a table.")] = False,
 ):
@@ -387,7 +397,10 @@ def models(
 
     rows = []
     for preset in all_presets().values():
-        available = preset.bundled is not None or is_cached(preset.hub_id, preset.revision)
+        if preset.bundled is not None:
+            available = (preset.bundled_path / "config.json").is_file()
+        else:
+            available = is_cached(preset.hub_id, preset.revision)
         rows.append((preset, available))
     if as_json:
         out = [
@@ -571,7 +584,7 @@ def eval_command(
         with csv_path.open("w", newline="", encoding="utf-8") as file:
             write_confusion_csv(result, file)
     for failure in result.failures:
-        stderr.print(f"[yellow]skipped:[/] {failure.message}", soft_wrap=True)
+        _say("skipped", "yellow", failure.message)
     if as_json:
         json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

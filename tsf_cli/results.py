@@ -91,7 +91,7 @@ class VideoFailure:
         return {"path": self.path, "status": self.status, "error": self.error, "message": self.message}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # an ndarray field has no single truth value, so no == (and no hash)
 class VideoEmbedding:
     """One vector per video, with what is needed to trace it back to its frames and weights."""
 

@@ -650,7 +650,7 @@ def evaluate(
 
     def forward(pixels: torch.Tensor) -> torch.Tensor:
         nonlocal done
-        probabilities = classifier.forward(pixels)[0]
+        probabilities = classifier.forward(pixels)
         done += pixels.shape[0] // (views.clips * views.crops)
         if progress is not None:
             progress(done, len(videos))

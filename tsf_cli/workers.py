@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+_STARTUP_TIMEOUT = 300  # seconds a new worker may take to import torch and PyAV on a loaded machine
+
 
 @dataclass(frozen=True)
 class TaskFailure:
@@ -27,11 +29,12 @@ class TaskFailure:
 
 
 def _worker_main(conn: Connection, fn: Callable[[Any], Any]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle, even during the imports
     # Decoding threads come from FFmpeg; keep torch from also spreading each worker over every core.
     import torch
 
     torch.set_num_threads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    conn.send("ready")  # the parent starts a task's clock only now, not while the interpreter was starting
     while True:
         try:
             task = conn.recv()
@@ -54,8 +57,18 @@ class _Worker:
         child.close()
         self.task: Any = None
         self.started = 0.0
+        self.ready = False
 
     def assign(self, task) -> None:
+        if not self.ready:
+            # A worker that cannot even start (no memory, a broken install) is the pool's problem, not the task's.
+            try:
+                started = self.conn.poll(_STARTUP_TIMEOUT) and self.conn.recv() == "ready"
+            except EOFError:
+                started = False
+            if not started:
+                raise RuntimeError(f"a decoding process did not start within {_STARTUP_TIMEOUT} s")
+            self.ready = True
         self.task = task
         self.started = time.monotonic()
         self.conn.send(task)
