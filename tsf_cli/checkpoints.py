@@ -12,7 +12,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -324,15 +323,21 @@ def _listing(items: list[str], limit: int = 6) -> str:
 # ------------------------------------------------------------------------------------------------------------ writing
 
 
-def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
-    """Write through ``write(temporary_path)`` next to ``path``, then rename: a reader never sees half a file."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(descriptor)
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through ``write(temporary_path)`` next to ``path``, sync, then rename: a reader (or a crash) never sees
+    half a file. The file gets the permissions a plain open() would give (mkstemp's 0600 would hide a saved model
+    from the rest of a team)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(temporary)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 
@@ -350,7 +355,7 @@ def save_config(config: TimesformerConfig, folder: str | os.PathLike) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     text = config_json(config)
-    _write_atomically(folder / CONFIG_NAME, lambda path: Path(path).write_text(text, encoding="utf-8"))
+    write_atomically(folder / CONFIG_NAME, lambda path: path.write_text(text, encoding="utf-8"))
 
 
 def save_pretrained(model: TimesformerPreTrainedModel, folder: str | os.PathLike) -> None:
@@ -361,8 +366,8 @@ def save_pretrained(model: TimesformerPreTrainedModel, folder: str | os.PathLike
     folder.mkdir(parents=True, exist_ok=True)
     state = {key: tensor.detach().contiguous().cpu() for key, tensor in model.state_dict().items()}
     text = config_json(model.config, type(model).__name__, model.dtype)
-    _write_atomically(folder / SAFETENSORS_NAME, lambda path: save_file(state, path, metadata={"format": "pt"}))
-    _write_atomically(folder / CONFIG_NAME, lambda path: Path(path).write_text(text, encoding="utf-8"))
+    write_atomically(folder / SAFETENSORS_NAME, lambda path: save_file(state, str(path), metadata={"format": "pt"}))
+    write_atomically(folder / CONFIG_NAME, lambda path: path.write_text(text, encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------------------------------------- converting

@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .api import Classifier, ViewOptions, load_views, resolve_device, resolve_model
+from .checkpoints import write_atomically
 from .errors import CheckpointError, TsfError, VideoError
 from .results import ModelInfo, VideoFailure
 
@@ -333,14 +334,8 @@ def _save_checkpoint(network, preprocess_config, output_dir: Path, state: dict) 
     """The loadable model first, then the resume state; every file is replaced whole, never left half-written."""
     network.save_pretrained(output_dir)
     text = json.dumps(preprocess_config.to_dict(), indent=2) + "\n"
-    _write_atomic(output_dir / "preprocessor_config.json", lambda p: p.write_text(text, encoding="utf-8"))
-    _write_atomic(output_dir / STATE_FILE, lambda p: torch.save(state, p))
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    write(partial)
-    os.replace(partial, path)
+    write_atomically(output_dir / "preprocessor_config.json", lambda p: p.write_text(text, encoding="utf-8"))
+    write_atomically(output_dir / STATE_FILE, lambda p: torch.save(state, p))
 
 
 def train(
