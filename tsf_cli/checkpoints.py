@@ -22,7 +22,7 @@ from .errors import CheckpointError, ModelNotFoundError
 if TYPE_CHECKING:
     import torch
 
-    from .model import TimesformerConfig, TimesformerPreTrainedModel
+    from .model import TimesformerConfig, TimesformerForVideoClassification, TimesformerPreTrainedModel
 
 CONFIG_NAME = "config.json"
 SAFETENSORS_NAME = "model.safetensors"
@@ -424,7 +424,7 @@ def convert_original_checkpoint(
     *,
     num_attention_heads: int | None = None,
     id2label: dict[int, str] | None = None,
-) -> Any:
+) -> TimesformerForVideoClassification:
     """An original facebookresearch/TimeSformer checkpoint (a PySlowFast ``.pyth`` with the tensors under
     ``model_state``) as a TimesformerForVideoClassification; ``.save_pretrained(folder)`` then writes it in the
     Hugging Face layout.
