@@ -608,42 +608,6 @@ def eval_command(
     stdout.print(confusion)
 
 
-@app.command()
-@reports_errors
-def demo(
-    motion: Annotated[str | None, typer.Option(help="The motion to generate (default: a random one).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the generated clip (default: random).")] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Keep the clip here (.mp4, .mkv, .avi, .webm).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of a table.")] = False,
-):
-    """Offline: generate a synthetic motion clip and classify it with the model bundled in tsf."""
-    import tempfile
-
-    from .api import Classifier
-    from .synthetic import MOTIONS, write_clip
-    from .writers import write_json_document
-
-    if motion is not None and motion not in MOTIONS:
-        raise _fail(f"unknown motion {motion!r}: use one of {', '.join(MOTIONS)}", 2)
-    with tempfile.TemporaryDirectory(prefix="tsf-demo-") as scratch:
-        path = output or Path(scratch) / "demo.mp4"
-        clip = write_clip(path, motion, seed=seed)
-        stderr.print(
-            f"generated {clip.path}: a {clip.spec.shape} {clip.motion.replace('_', ' ')}, "
-            f"{clip.spec.num_frames} frames {clip.spec.width}x{clip.spec.height} ({clip.codec})"
-        )
-        classifier = Classifier("demo", device="cpu")
-        (result,) = classifier.run([str(clip.path)], top_k=3)
-    if as_json:
-        write_json_document([result], sys.stdout)
-        return
-    stdout.print(_prediction_table(result))
-    verdict = "[green]right[/]" if result.predictions[0].label == clip.motion else "[red]wrong[/]"
-    stdout.print(f"truth: {clip.motion}, prediction: {result.predictions[0].label} ({verdict})")
-
-
 def main() -> None:
     """Console-script entry point."""
     app()
