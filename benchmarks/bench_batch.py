@@ -26,22 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bench_video import K400  # noqa: E402  (facebook/timesformer-base-finetuned-k400's preprocessing)
 from tests._videos import make_video  # noqa: E402
 from tsf_cli.model import TimesformerConfig, TimesformerForVideoClassification  # noqa: E402
-
-K400_PROCESSOR = {
-    "crop_size": {"height": 224, "width": 224},
-    "do_center_crop": True,
-    "do_normalize": True,
-    "do_rescale": True,
-    "do_resize": True,
-    "image_mean": [0.45, 0.45, 0.45],
-    "image_processor_type": "VideoMAEImageProcessor",
-    "image_std": [0.225, 0.225, 0.225],
-    "resample": 2,
-    "rescale_factor": 1 / 255,
-    "size": {"shortest_edge": 224},
-}
 
 
 def build_folder(root: Path, videos: int, seconds: float, size: tuple[int, int]) -> Path:
@@ -63,7 +50,7 @@ def build_checkpoint(root: Path) -> Path:
         labels = {i: f"class_{i}" for i in range(400)}
         config = TimesformerConfig(id2label=labels, label2id={v: k for k, v in labels.items()})
         TimesformerForVideoClassification(config).save_pretrained(folder)
-        (folder / "preprocessor_config.json").write_text(json.dumps(K400_PROCESSOR, indent=2))
+        (folder / "preprocessor_config.json").write_text(json.dumps(K400, indent=2))
     return folder
 
 
@@ -136,14 +123,15 @@ def main() -> None:
 
     reference = next(iter(runs))
     base = statistics.median(times[reference])
-    print(f"{args.videos} videos, {args.seconds:g} s each at {args.size}, 30 fps; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {os.cpu_count()} cores")
+    print(
+        f"{args.videos} videos, {args.seconds:g} s each at {args.size}, 30 fps; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} cores"
+    )
     print(f"{'runner':42} {'seconds':>8} {'videos/s':>9} {'speed-up':>9} {'top-1 = recipe':>15}")
     for name in runs:
         seconds = statistics.median(times[name])
         agree = sum(top1[name][p] == top1[reference].get(p) for p in top1[name])
-        print(f"{name:42} {seconds:8.1f} {args.videos / seconds:9.3f} {base / seconds:8.2f}x "
-              f"{agree:>8}/{args.videos}")
+        print(f"{name:42} {seconds:8.1f} {args.videos / seconds:9.3f} {base / seconds:8.2f}x {agree:>8}/{args.videos}")
 
 
 if __name__ == "__main__":
