@@ -90,6 +90,13 @@ def test_the_motion_stays_inside_the_centre_square():
                 assert top + r <= y <= top + side - r
 
 
+def test_the_shape_is_lighter_than_its_background():
+    for seed in range(50):
+        spec = random_spec("growing", np.random.default_rng(seed))
+        luma = [synthetic._luma(np.array(c)) for c in (spec.color, *spec.background_colors)]
+        assert luma[0] >= max(luma[1:]) + 80
+
+
 def test_a_seed_fixes_the_clip():
     a = render(random_spec("growing", np.random.default_rng([7, 1])))
     b = render(random_spec("growing", np.random.default_rng([7, 1])))
@@ -128,7 +135,8 @@ def test_generate_dataset_writes_one_folder_per_motion_reproducibly(tmp_path):
 
 
 def test_command_line_generates_a_dataset(tmp_path):
-    synthetic.main([str(tmp_path / "data"), "--per-class", "1", "--seed", "2"])
+    synthetic.main([str(tmp_path / "data"), "--per-class", "1", "--seed", "2", "--formats", "mjpeg.avi,mpeg4.mkv"])
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == sorted(MOTIONS)
+    assert {p.suffix for p in (tmp_path / "data").rglob("*.*")} == {".avi", ".mkv"}
     with pytest.raises(SystemExit):
         synthetic.main([])

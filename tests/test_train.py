@@ -355,3 +355,28 @@ def test_the_rich_display_shows_loss_accuracy_and_time_left():
     text = file.getvalue()
     assert "epoch 1/2  step 2  loss 0.5000  acc 0.750  held-out loss 0.4000 acc 0.900" in text
     assert "left 00:00:02" in text
+
+
+def test_from_scratch_temporal_heads_start_as_frame_offsets():
+    from tsf_cli.model import TimesformerConfig
+    from tsf_cli.train import init_temporal_offsets
+
+    torch.manual_seed(0)
+    config = {**TINY_CONFIG, "num_labels": 2}
+    config.pop("model_type")
+    network = TimesformerForVideoClassification(TimesformerConfig(**config)).eval()
+    pixels = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        # transformers' initialisation: zero time embeddings make the network blind to the order of the frames
+        torch.testing.assert_close(network(pixels).logits, network(pixels.flip(1)).logits)
+        init_temporal_offsets(network)
+        assert not torch.allclose(network(pixels).logits, network(pixels.flip(1)).logits, atol=1e-3)
+        layer = network.timesformer.encoder.layer[0]
+        normed = layer.temporal_layernorm(network.timesformer.embeddings(pixels))
+        _, probs = layer.temporal_attention.context(normed, need_weights=True)  # (1, (1 + N) * heads, T, T)
+    patch = probs[0, 4 * 5 : 4 * 6]  # the four heads of patch 4
+    assert patch[0].argmax(-1)[:3].tolist() == [1, 2, 3]  # offset +1
+    assert patch[1].argmax(-1)[1:].tolist() == [0, 1, 2]  # offset -1
+    assert patch[2].argmax(-1)[:2].tolist() == [2, 3]  # offset +2
+    assert patch[3].argmax(-1)[2:].tolist() == [0, 1]  # offset -2
+    assert patch[0].max(-1).values[:3].min() > 0.9

@@ -92,16 +92,17 @@ class SyntheticDataset:
 
 
 def _outline(shape: str, rng: np.random.Generator) -> np.ndarray:
-    """Vertices (V, 2) of a shape with no rotational symmetry finer than 72 degrees, centred, outer radius 1."""
+    """Vertices (V, 2) of a shape with no rotational symmetry finer than 90 degrees, centred, outer radius 1."""
     if shape == "polygon":
         count = int(rng.integers(4, 8))
         angles = np.sort(rng.uniform(0, 2 * np.pi, count))
         radii = rng.uniform(0.45, 1.0, count)
         points = np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
     elif shape == "star":
-        inner = rng.uniform(0.35, 0.55)
-        angles = np.arange(10) * np.pi / 5
-        radii = np.where(np.arange(10) % 2 == 0, 1.0, inner)
+        points = int(rng.integers(3, 5))  # 3 or 4: a turn of up to 45 degrees between sampled frames stays unambiguous
+        inner = rng.uniform(0.3, 0.5)
+        angles = np.arange(2 * points) * np.pi / points
+        radii = np.where(np.arange(2 * points) % 2 == 0, 1.0, inner)
         points = np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
     elif shape == "pacman":
         mouth = np.deg2rad(rng.uniform(50, 100))
@@ -126,13 +127,21 @@ def _outline(shape: str, rng: np.random.Generator) -> np.ndarray:
     return points / np.linalg.norm(points, axis=1).max()
 
 
+def _luma(rgb: np.ndarray) -> float:
+    return float(rgb @ np.array([0.299, 0.587, 0.114]))
+
+
 def _colors(rng: np.random.Generator) -> tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]:
-    """A shape colour and two background colours, the shape far enough from both to stay visible after encoding."""
+    """A shape colour and two background colours of any hue, the shape lighter than both by a clear margin.
+
+    Always a light shape over a darker scene: a model must otherwise also learn that a dark shape on a light
+    background moves the same way, which costs a from-scratch model far more training than this demo can spend.
+    """
     while True:
         shape, bg0, bg1 = (rng.integers(0, 256, 3) for _ in range(3))
         if rng.random() < 0.5:
             bg1 = np.clip(bg0 + rng.integers(-50, 51, 3), 0, 255)  # a subtler background half of the time
-        if min(np.linalg.norm(shape - bg0), np.linalg.norm(shape - bg1)) >= 120:
+        if _luma(shape) >= max(_luma(bg0), _luma(bg1)) + 80:
             return tuple(int(v) for v in shape), tuple(int(v) for v in bg0), tuple(int(v) for v in bg1)
 
 
@@ -175,9 +184,9 @@ def random_spec(
             start, end = (left + across, top + first), (left + across, top + last)
     else:
         if motion.startswith("rotating"):
-            r = side * rng.uniform(0.14, 0.25)
+            r = side * rng.uniform(0.18, 0.3)
             radius = (r, r)
-            turn = np.deg2rad(rng.uniform(80, 180))
+            turn = np.deg2rad(rng.uniform(120, 240))
             angle = (angle0, angle0 + turn) if motion == "rotating_clockwise" else (angle0 + turn, angle0)
             reach = r
         else:
@@ -448,6 +457,16 @@ def build_demo(
     return result
 
 
+def _parse_formats(text: str) -> tuple[tuple[str, str], ...]:
+    formats = []
+    for item in text.split(","):
+        codec, _, suffix = item.strip().rpartition(".")
+        if not codec or not suffix:
+            raise argparse.ArgumentTypeError(f"expected codec.suffix such as libx264.mp4, got {item!r}")
+        formats.append((codec, f".{suffix}"))
+    return tuple(formats)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m tsf_cli.synthetic", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -455,6 +474,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out_dir", nargs="?", help="where to write one subfolder of clips per motion")
     parser.add_argument("--per-class", type=int, default=50, help="clips per motion (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="the data set's seed (default 0)")
+    parser.add_argument(
+        "--formats",
+        type=_parse_formats,
+        default=DATASET_FORMATS,
+        help="codec.suffix pairs to cycle through, comma-separated (default: "
+        + ",".join(f"{codec}{suffix}" for codec, suffix in DATASET_FORMATS)
+        + ")",
+    )
     parser.add_argument("--build-demo", metavar="DIR", help="generate the demo data, train the demo model, write DIR")
     parser.add_argument("--work-dir", help="with --build-demo: keep the data and the resume state here")
     parser.add_argument("--attention-type", default="divided_space_time", help="with --build-demo: for ablations")
@@ -472,6 +499,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.out_dir,
                 per_class=args.per_class,
                 seed=args.seed,
+                formats=args.formats,
                 progress=lambda done, total: status.update(f"generating clip {done}/{total}"),
             )
         console.print(f"wrote {len(dataset.clips)} clips to {dataset.root}")

@@ -305,6 +305,62 @@ def _lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def init_temporal_offsets(network) -> None:
+    """Start a fresh divided space-time model with temporal attention that already compares frames.
+
+    With transformers' initialisation a TimeSformer trained from scratch is blind to frame order: its time
+    embeddings start at zero, which makes the whole network a symmetric function of its frames, and its temporal
+    branch (value, output and temporal_dense: three small random projections in a row) adds almost nothing to a
+    token. Classes that differ only in order, such as moving left and moving right, then sit at chance for thousands
+    of steps. So, as ConViT starts spatial attention as convolutions, each temporal head starts as a fixed frame
+    offset (+1, -1, +2, -2, ...), like a temporal convolution: the time embeddings' last ``num_frames`` channels hold
+    a one-hot code of the frame (channels the patch and position embeddings leave at zero), each head's first
+    ``num_frames`` query and key channels match frame t to frame t + offset, and the temporal value and output
+    projections start orthogonal, at unit gain. All of it stays trainable; a learning rate around 3e-4 keeps it.
+    """
+    config = network.config
+    if config.attention_type != "divided_space_time":
+        return
+    d, heads, frames = config.hidden_size, config.num_attention_heads, config.num_frames
+    head_dim = d // heads
+    if head_dim < frames:
+        raise ValueError(f"temporal offsets need a head size ({head_dim}) of at least the frame count ({frames})")
+    amplitude, sharpness = 2.0, 6.0  # the code's size in a token; the matched pair's attention logit
+    # A token's variance before the layer norm: patch channels from transformers' initialisation on pixels of unit
+    # power, plus the code. The norm divides the code by its square root, and the query scale undoes that.
+    patch_variance = config.initializer_range**2 * config.num_channels * config.patch_size**2
+    token_variance = ((d - frames) * patch_variance + amplitude**2) / d
+    query_scale = sharpness * head_dim**0.5 * token_variance / amplitude**2
+    code = slice(d - frames, d)
+    embeddings = network.timesformer.embeddings
+    with torch.no_grad():
+        embeddings.patch_embeddings.projection.weight[code] = 0
+        embeddings.patch_embeddings.projection.bias[code] = 0
+        embeddings.position_embeddings[..., code] = 0
+        embeddings.cls_token[..., code] = 0
+        embeddings.time_embeddings.zero_()
+        embeddings.time_embeddings[0, :, code] = amplitude * torch.eye(frames)
+        for layer in network.timesformer.encoder.layer:
+            qkv = layer.temporal_attention.attention.qkv
+            for h in range(heads):
+                offset = (h // 2 + 1) * (1 if h % 2 == 0 else -1)
+                query, key = (
+                    slice(h * head_dim, h * head_dim + frames),
+                    slice(d + h * head_dim, d + h * head_dim + frames),
+                )
+                for rows in (query, key):
+                    qkv.weight[rows] = 0
+                    if qkv.bias is not None:
+                        qkv.bias[rows] = 0
+                for t in range(frames):
+                    qkv.weight[key.start + t, code.start + t] = 1.0  # the key of frame t is its code
+                    if 0 <= t + offset < frames:
+                        qkv.weight[query.start + t + offset, code.start + t] = query_scale  # frame t asks for t+offset
+            torch.nn.init.orthogonal_(qkv.weight[2 * d :])
+            torch.nn.init.orthogonal_(layer.temporal_attention.output.dense.weight)
+            torch.nn.init.orthogonal_(layer.temporal_dense.weight)
+
+
 def _base_model(model: str, labels: tuple[str, ...], *, from_scratch: bool, revision: str | None):
     """The network to train (head sized for ``labels``), its preprocessing config, and the label -> class id map."""
     from .checkpoints import resolve_file
@@ -318,7 +374,9 @@ def _base_model(model: str, labels: tuple[str, ...], *, from_scratch: bool, revi
     if from_scratch:
         config = TimesformerConfig.from_pretrained(source, revision=revision)
         config.id2label, config.label2id = dict(enumerate(labels)), label2id
-        return TimesformerForVideoClassification(config), preprocess_config, label2id
+        network = TimesformerForVideoClassification(config)
+        init_temporal_offsets(network)
+        return network, preprocess_config, label2id
     network = TimesformerForVideoClassification.from_pretrained(source, revision=revision)
     config = network.config
     base_labels = [config.id2label[i] for i in range(config.num_labels)]
