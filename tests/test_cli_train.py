@@ -32,6 +32,8 @@ def test_train_then_eval_through_the_cli(dataset, base, tmp_path):  # noqa: F811
         "4",
         "--lr",
         "3e-3",
+        "--min-crop-scale",
+        "0.8",
         "--workers",
         "0",
         "--val-dir",
@@ -62,3 +64,9 @@ def test_train_on_a_missing_folder_is_one_error_line(base, tmp_path):  # noqa: F
     assert result.stderr.strip() == (
         f"Error: {tmp_path / 'nothing'}: not a folder of class subfolders nor a .csv of path,label rows"
     )
+
+
+def test_train_rejects_a_crop_scale_outside_0_05_to_1(base, tmp_path):  # noqa: F811
+    result = invoke("train", tmp_path, "-o", tmp_path / "out", "--model", base, "--min-crop-scale", "1.5")
+    assert result.exit_code == 2 and "--min-crop-scale" in result.stderr
+    assert not (tmp_path / "out").exists()

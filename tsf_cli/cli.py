@@ -503,6 +503,9 @@ def train_command(
     warmup: Annotated[
         float, typer.Option(min=0, max=1, help="Fraction of steps warming up before cosine decay.")
     ] = 0.1,
+    min_crop_scale: Annotated[
+        float, typer.Option(min=0.05, max=1, help="Smallest random crop, as a fraction of the central square's area.")
+    ] = 0.5,
     flip: Annotated[
         bool, typer.Option("--flip", help="Random horizontal flips (not when direction is the label).")
     ] = False,
@@ -529,6 +532,7 @@ def train_command(
             lr=lr,
             weight_decay=weight_decay,
             warmup=warmup,
+            min_crop_scale=min_crop_scale,
             flip=flip,
             num_workers=workers,
             device=device,
