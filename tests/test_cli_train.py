@@ -70,3 +70,10 @@ def test_train_rejects_a_crop_scale_outside_0_05_to_1(base, tmp_path):  # noqa: 
     result = invoke("train", tmp_path, "-o", tmp_path / "out", "--model", base, "--min-crop-scale", "1.5")
     assert result.exit_code == 2 and "--min-crop-scale" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_eval_checks_its_csv_folder_before_evaluating(dataset, base, tmp_path):  # noqa: F811
+    target = tmp_path / "missing" / "confusion.csv"
+    result = invoke("eval", dataset / "val", "--model", base, "--csv", target, "--workers", "0")
+    assert result.exit_code == 6 and result.stderr.strip() == f"Error: {target}: no such folder {target.parent}"
+    assert not target.parent.exists()

@@ -567,9 +567,12 @@ def eval_command(
     revision: RevisionOpt = None,
 ):
     """Top-1 / top-5 accuracy, per-class accuracy and the confusion matrix of a model on a labelled set."""
+    from .checkpoints import write_atomically
     from .presets import DEFAULT_MODEL
     from .train import evaluate, write_confusion_csv
 
+    if csv_path is not None and not csv_path.parent.is_dir():  # say so before the evaluation, not after it
+        raise _fail(f"{csv_path}: no such folder {csv_path.parent}", 6)
     result = evaluate(
         data_dir,
         model=model or DEFAULT_MODEL,
@@ -585,8 +588,15 @@ def eval_command(
         crops=crops,
     )
     if csv_path is not None:
-        with csv_path.open("w", newline="", encoding="utf-8") as file:
-            write_confusion_csv(result, file)
+
+        def write_csv(path: Path) -> None:
+            with path.open("w", newline="", encoding="utf-8") as file:
+                write_confusion_csv(result, file)
+
+        try:
+            write_atomically(csv_path, write_csv)
+        except OSError as exc:
+            raise _fail(f"{csv_path}: cannot write: {exc.strerror or exc}", 6) from None
     for failure in result.failures:
         _say("skipped", "yellow", failure.message)
     if as_json:
