@@ -170,6 +170,27 @@ def test_the_dataset_is_picklable_and_reports_broken_videos(dataset, base, tmp_p
     assert not torch.equal(good.pixel_values, plain)
 
 
+def test_the_smallest_crop_is_the_share_of_the_picture_it_names(tmp_path):
+    from tsf_cli.api import ViewOptions
+    from tsf_cli.preprocess import PreprocessConfig
+
+    # A left-to-right ramp 128 wide and 32 high: a crop's width shows as the span of the ramp it keeps.
+    ramp = np.broadcast_to(np.linspace(0, 255, 128)[None, None, :, None], (6, 32, 128, 3)).astype(np.uint8)
+    path = tmp_path / "ramp.avi"
+    write_video(path, ramp, fps=10, codec="mjpeg")
+    config = PreprocessConfig.from_dict({**TINY_PREPROCESSOR, "image_mean": [0, 0, 0], "image_std": [1, 1, 1]})
+
+    def spans(min_crop_scale: float) -> list[float]:
+        augment = training.Augment(min_crop_scale=min_crop_scale)
+        data = VideoDataset([str(path)], ViewOptions(frames=2), config, augment)
+        rows = [data[(0, seed)].pixel_values[0, 0, 0, 16] for seed in range(12)]  # one row of one frame
+        return [float(row[-1] - row[0]) for row in rows]
+
+    full = spans(1.0)  # the whole 32-pixel short side: a quarter of the ramp, less the outer half-pixels
+    assert all(0.2 < span < 0.26 for span in full), full
+    assert min(spans(0.05)) < 0.12  # crops down to ~7 pixels wide
+
+
 # ------------------------------------------------------------------------------------------------------ training
 
 

@@ -116,7 +116,7 @@ class Augment:
     """Training-time changes that keep a clip's label: which frames, and which square of the picture."""
 
     min_crop_scale: float = 0.5  # smallest crop, as a fraction of the area of the picture's central square
-    temporal_jitter: bool = True  # start the sampled frames at a random offset instead of the video's start
+    temporal_jitter: bool = True  # a random frame in each of the clip's equal segments, not the evenly spaced ones
     flip: bool = False  # mirror left-right half of the time: only where direction is not part of the label
 
 
