@@ -123,7 +123,7 @@ def _outline(shape: str, rng: np.random.Generator) -> np.ndarray:
     else:
         raise ValueError(f"unknown shape {shape!r}; expected one of {', '.join(SHAPES)}")
     if rng.random() < 0.5:
-        points[:, 0] = -points[:, 0]  # the mirror image, so handedness is not a cue
+        points[:, 0] = -points[:, 0]  # both handednesses of each shape
     points = points - points.mean(axis=0)
     return points / np.linalg.norm(points, axis=1).max()
 
@@ -155,8 +155,8 @@ def random_spec(
     num_frames: int | None = None,
     fps: int | None = None,
 ) -> ClipSpec:
-    """Draw a clip of ``motion``. Sizes default to 80-176 pixels wide (even) at an aspect ratio within 4:5 to 5:4,
-    24-48 frames, 12-30 fps."""
+    """Draw a clip of ``motion``. What is not given is drawn: a width of 80-176 pixels (even), a height of about 4:5
+    to 5:4 of it (even, within 80-176), 24-48 frames, 12-30 fps."""
     if motion not in MOTIONS:
         raise ValueError(f"unknown motion {motion!r}; expected one of {', '.join(MOTIONS)}")
     width = width or 2 * int(rng.integers(40, 89))
@@ -186,8 +186,9 @@ def random_spec(
             start, end = (left + across, top + first), (left + across, top + last)
     else:
         if motion in ("growing", "shrinking"):
-            small = side * rng.uniform(0.06, 0.11)
-            big = min(small * rng.uniform(1.8, 3.0), side * 0.3)
+            # Never so small that the shape's small end could pass for the faint end of a fade.
+            small = side * rng.uniform(0.08, 0.12)
+            big = min(small * rng.uniform(2.0, 3.0), side * 0.32)
             radius = (small, big) if motion == "growing" else (big, small)
             reach = big
         else:
@@ -402,9 +403,9 @@ DEMO_PREPROCESSOR = {
     "image_std": [0.225, 0.225, 0.225],
 }
 DEMO_TRAINING = {
-    "epochs": 20,
+    "epochs": 30,
     "batch_size": 32,
-    "lr": 3e-4,  # init_temporal_offsets' frame-offset heads survive this rate; 1e-3 scrambles them
+    "lr": 3e-4,  # the rate init_temporal_offsets' frame-offset heads were tuned to keep
     "weight_decay": 0.05,
     "warmup": 0.05,
     "min_crop_scale": 0.7,
