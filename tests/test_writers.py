@@ -321,3 +321,28 @@ def test_an_interrupted_embedding_run_resumes_from_its_journal(tmp_path):
         open_embedding_journal(out, resume=True)
     with pytest.raises(OutputError, match="already exists: use --overwrite"):
         open_embedding_journal(out)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+def test_a_file_another_run_is_writing_is_refused_until_it_ends(tmp_path, suffix):
+    path = tmp_path / f"out{suffix}"
+    with open_record_sink(path, top_k=2) as first:
+        first.write(result("a.mp4"))
+        before = path.read_bytes()
+        for options in ({"resume": True}, {"overwrite": True}, {"resume": True, "retry_failed": True}):
+            with pytest.raises(OutputError, match="is being written by another tsf run"):
+                open_record_sink(path, top_k=2, **options)
+        assert path.read_bytes() == before  # the refused runs neither repaired, emptied nor appended
+        first.write(result("b.mp4"))
+    with open_record_sink(path, top_k=2, resume=True) as again:  # released when the first run ended
+        assert again.done == {"a.mp4", "b.mp4"}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+def test_an_embedding_run_locks_its_journal_until_the_output_is_written(tmp_path):
+    output = tmp_path / "vectors.npy"
+    with open_embedding_journal(output) as journal:
+        journal.write(embedding("a.mp4", 1))
+        with pytest.raises(OutputError, match="being written by another tsf run"):
+            open_embedding_journal(output, resume=True)
+    assert output.exists() and not (tmp_path / "vectors.npy.partial.jsonl").exists()

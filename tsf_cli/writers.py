@@ -4,7 +4,7 @@ Three outputs, three lifecycles:
 
 * Record sinks (``.jsonl``, ``.csv``, chosen from ``RECORD_FORMATS``) get one record per video, appended and flushed as
   each video finishes, so an interrupted batch leaves a valid file that ``resume=True`` continues. A crash can tear
-  only the last record; resuming cuts it off before appending.
+  only the last record; resuming cuts it off before appending. One run at a time: a sink locks its file.
 * ``write_json_document`` writes the single document of ``tsf classify --json`` to a stream.
 * Embedding files (``.npy``, ``.npz``, ``.safetensors``, ``.parquet``, ``.jsonl``, chosen from ``EMBEDDING_WRITERS``)
   are written whole and atomically. As most of them cannot be appended to, an ``EmbeddingJournal`` streams each
@@ -50,6 +50,25 @@ def _reporting(path: Path) -> Iterator[None]:
         yield
     except OSError as e:
         raise OutputError(f"{path}: cannot write: {e.strerror or e}") from e
+
+
+def _lock(path: Path) -> BinaryIO | None:
+    """Hold an exclusive lock on ``path`` (created if missing) for one run: two runs appending to one file would
+    interleave their records and each redo the other's videos. The handle holds the lock until it is closed (or the
+    process dies). An advisory flock, so other programs are not kept out; None where there is no flock (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = open(path, "ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise OutputError(
+            f"{path} is being written by another tsf run: wait for it to end, or use another file"
+        ) from None
+    return handle
 
 
 @contextmanager
@@ -309,6 +328,21 @@ class RecordSink:
         if retry_failed and not resume:
             raise ValueError("retry_failed applies only when resuming")
         self.path, self.format, self.top_k = path, format, top_k
+        with _reporting(path):
+            self._lock = _lock(path)
+        try:
+            records = self._open(resume=resume, overwrite=overwrite, retry_failed=retry_failed)
+        except BaseException:
+            self.release()
+            raise
+        self.done = {r.path for r in records}
+        self.failed = {r.path for r in records if r.failed}
+        self._identity = next((r.identity for r in records if not r.failed), None)
+        self._synced = time.monotonic()
+
+    def _open(self, *, resume: bool, overwrite: bool, retry_failed: bool) -> list[_Stored]:
+        """Check the file against the options, repair it when resuming, open it for appending; the records kept."""
+        path, format, top_k = self.path, self.format, self.top_k
         records = []
         with _reporting(path):
             if resume:
@@ -324,10 +358,7 @@ class RecordSink:
             self._file = open(path, "ab" if resume else "wb")
             if os.fstat(self._file.fileno()).st_size == 0:
                 self._file.write(format.header(top_k))
-        self.done = {r.path for r in records}
-        self.failed = {r.path for r in records if r.failed}
-        self._identity = next((r.identity for r in records if not r.failed), None)
-        self._synced = time.monotonic()
+        return records
 
     def write(self, record) -> None:
         if record.path in self.done:
@@ -352,6 +383,7 @@ class RecordSink:
             self.failed.add(record.path)
 
     def close(self) -> None:
+        """Flush, sync and close the file; the lock stays until ``release`` (a context manager's exit does both)."""
         if self._file.closed:
             return
         with _reporting(self.path):
@@ -359,11 +391,20 @@ class RecordSink:
             os.fsync(self._file.fileno())
             self._file.close()
 
+    def release(self) -> None:
+        """Let another run open the file."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
     def __enter__(self) -> RecordSink:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        try:
+            self.close()
+        finally:
+            self.release()
 
 
 def _describe(identity: dict) -> str:
@@ -620,9 +661,12 @@ class EmbeddingJournal:
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
-        self.sink.close()
-        if exc_type is None:
-            self._finish()
+        try:  # the journal stays locked until the output is written from it and it is gone
+            self.sink.close()
+            if exc_type is None:
+                self._finish()
+        finally:
+            self.sink.release()
 
     def _finish(self) -> None:
         journal = self.sink.path
