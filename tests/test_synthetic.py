@@ -144,6 +144,27 @@ def test_command_line_generates_a_dataset(tmp_path):
         synthetic.main([])
 
 
+def test_command_line_fixes_the_frame_size_on_request(tmp_path, capsys):
+    synthetic.main([str(tmp_path / "d"), "--per-class", "1", "--size", "64x48", "--formats", "mjpeg.avi"])
+    clips = sorted((tmp_path / "d").rglob("*.avi"))
+    assert len(clips) == len(MOTIONS)
+    with av.open(str(clips[0])) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (64, 48)
+    for bad in ("65x48", "64", "8x8", "axb"):
+        with pytest.raises(SystemExit):
+            synthetic.main([str(tmp_path / "e"), "--size", bad])
+        assert "--size" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()
+
+
+def test_a_subset_of_motions_gives_the_same_clips_as_the_full_set(tmp_path):
+    full = generate_dataset(tmp_path / "full", per_class=2, seed=5)
+    part = generate_dataset(tmp_path / "part", per_class=2, seed=5, motions=("shrinking",))
+    same = [c for c in full.clips if c.motion == "shrinking"]
+    assert [(c.path.name, c.codec, c.spec) for c in part.clips] == [(c.path.name, c.codec, c.spec) for c in same]
+
+
 def test_default_frames_are_near_square_and_named_sizes_are_kept():
     for seed in range(50):
         spec = random_spec("moving_left", np.random.default_rng(seed))

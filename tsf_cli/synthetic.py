@@ -10,7 +10,7 @@ Everything a clip looks like follows from its seed: ``write_clip(path, motion, s
 time (the codec aside), and ``generate_dataset(root, per_class=n, seed=s)`` the same dataset.
 
 The model bundled in ``tsf_cli/demo`` was trained from scratch on such a dataset by ``tsf_cli.train.train``; this
-command rebuilds it (about 45 minutes on two CPU cores):
+command rebuilds it (about 40 minutes on two CPU cores):
 
     python -m tsf_cli.synthetic --build-demo tsf_cli/demo
 
@@ -342,23 +342,27 @@ def generate_dataset(
     seed: int,
     motions: tuple[str, ...] = MOTIONS,
     formats: tuple[tuple[str, str], ...] = DATASET_FORMATS,
+    size: tuple[int, int] | None = None,
     progress=None,
 ) -> SyntheticDataset:
     """Write ``per_class`` clips of each motion into ``root/<motion>/``, cycling through ``formats`` (codec, suffix).
 
-    Clip ``i`` of motion ``m`` depends only on (seed, m, i), so a larger ``per_class`` adds clips without changing
-    the others. ``progress``, if given, is called with (done, total) after each clip.
+    Clip ``i`` of motion ``m`` depends only on (seed, m, i), so a larger ``per_class`` or fewer ``motions`` adds or
+    leaves out clips without changing the others. ``size`` (width, height) fixes the frame size, drawn per clip
+    otherwise. ``progress``, if given, is called with (done, total) after each clip.
     """
     root = Path(root)
+    width, height = size or (None, None)
     clips = []
     total = per_class * len(motions)
-    for m, motion in enumerate(motions):
+    for motion in motions:
         folder = root / motion
         folder.mkdir(parents=True, exist_ok=True)
+        m = MOTIONS.index(motion)
         for i in range(per_class):
             codec, suffix = formats[(i + m) % len(formats)]
-            clip_seed = [seed, MOTIONS.index(motion), i]
-            clips.append(write_clip(folder / f"{motion}_{i:05d}{suffix}", motion, seed=clip_seed, codec=codec))
+            path = folder / f"{motion}_{i:05d}{suffix}"
+            clips.append(write_clip(path, motion, seed=[seed, m, i], width=width, height=height, codec=codec))
             if progress is not None:
                 progress(len(clips), total)
     return SyntheticDataset(root=root, clips=tuple(clips))
@@ -471,6 +475,20 @@ def _parse_formats(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(formats)
 
 
+def _parse_size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    if (
+        not (width.isdigit() and height.isdigit())
+        or min(int(width), int(height)) < 16
+        or (int(width) | int(height)) % 2
+    ):
+        # 4:2:0 video, what every codec here writes, needs even sides
+        raise argparse.ArgumentTypeError(
+            f"expected an even WIDTHxHEIGHT of at least 16x16 such as 256x144, got {text!r}"
+        )
+    return int(width), int(height)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m tsf_cli.synthetic", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -486,6 +504,7 @@ def main(argv: list[str] | None = None) -> None:
         + ",".join(f"{codec}{suffix}" for codec, suffix in DATASET_FORMATS)
         + ")",
     )
+    parser.add_argument("--size", type=_parse_size, help="frame size of every clip, WIDTHxHEIGHT (default: drawn)")
     parser.add_argument("--build-demo", metavar="DIR", help="generate the demo data, train the demo model, write DIR")
     parser.add_argument("--work-dir", help="with --build-demo: keep the data and the resume state here")
     parser.add_argument("--attention-type", default="divided_space_time", help="with --build-demo: for ablations")
@@ -504,6 +523,7 @@ def main(argv: list[str] | None = None) -> None:
                 per_class=args.per_class,
                 seed=args.seed,
                 formats=args.formats,
+                size=args.size,
                 progress=lambda done, total: status.update(f"generating clip {done}/{total}"),
             )
         console.print(f"wrote {len(dataset.clips)} clips to {dataset.root}")
