@@ -80,6 +80,18 @@ def test_model_names_resolve_to_presets_folders_or_hub_ids(tmp_path):
         resolve_model("./missing/dir")
 
 
+def test_a_bundled_model_missing_from_the_install_says_how_to_rebuild_it(monkeypatch):
+    from dataclasses import replace
+
+    from tsf_cli import api
+    from tsf_cli.presets import get_preset
+
+    gone = replace(get_preset("demo"), bundled="no-such-folder")
+    monkeypatch.setattr(api, "get_preset", lambda name: gone)
+    with pytest.raises(ModelNotFoundError, match=r"bundled model 'demo' is missing .* --build-demo .*no-such-folder"):
+        resolve_model("demo")
+
+
 def test_cuda_asked_for_without_cuda_is_a_device_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")

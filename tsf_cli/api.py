@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import torch
 
     from .preprocess import PreprocessConfig
+    from .synthetic import SyntheticClip
 
 DTYPES = ("auto", "fp32", "bf16", "fp16")
 POOLS = ("cls", "mean")
@@ -147,6 +148,11 @@ def _dtype_name(dtype: torch.dtype) -> str:
 def resolve_model(model: str) -> tuple[str, Preset | None]:
     """Map what the user typed to a source that ``from_pretrained`` takes, and the preset behind it if any."""
     preset = get_preset(model)
+    if preset is not None and preset.bundled is not None and not (preset.bundled_path / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"the bundled model {preset.name!r} is missing from this installation ({preset.bundled_path}); "
+            f"rebuild it with: python -m tsf_cli.synthetic --build-demo {preset.bundled_path}"
+        )
     if preset is not None:
         return preset.source, preset
     if os.path.isdir(model):
@@ -356,6 +362,64 @@ def embed(videos: Sequence[str | os.PathLike], *, model: str = DEFAULT_MODEL, po
     paths = [str(v) for v in videos]
     records = {r.path: r for r in classifier.run(paths, views, pool=pool)}
     return [records[p] for p in paths]
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """A generated clip, whose motion is the truth, and what the bundled demo model made of it."""
+
+    clip: SyntheticClip
+    seed: int
+    result: VideoResult | VideoFailure
+
+
+def run_demo(
+    motion: str | None = None, *, seed: int | None = None, output: str | os.PathLike | None = None, top_k: int = 3
+) -> DemoRun:
+    """Generate a synthetic motion clip (a random motion and seed unless given) and classify it with the demo model
+    bundled in the package: no network. ``output`` keeps the clip there, in the container its suffix names; it is
+    written whole or not at all, and never over an existing file."""
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    from .checkpoints import write_atomically
+    from .errors import OutputError
+    from .synthetic import DEFAULT_CODECS, MOTIONS, write_clip
+
+    if motion is not None and motion not in MOTIONS:
+        raise ValueError(f"unknown motion {motion!r}: use one of {', '.join(MOTIONS)}")
+    suffix = ".mp4"
+    if output is not None:
+        output = Path(output)
+        suffix = output.suffix.lower()
+        if suffix not in DEFAULT_CODECS:
+            raise ValueError(
+                f"{output}: cannot write a {output.suffix or 'suffixless'} clip; use {', '.join(DEFAULT_CODECS)}"
+            )
+        if output.exists():
+            raise OutputError(f"{output} already exists: name another file")
+        if not output.parent.is_dir():
+            raise OutputError(f"{output}: no such folder {output.parent}")
+    if seed is None:
+        seed = int(np.random.default_rng().integers(2**31))
+    # Load first: a model that cannot load must not leave a clip behind.
+    classifier = Classifier("demo", device="cpu", dtype="fp32")  # a model this small gains nothing from bf16
+    with tempfile.TemporaryDirectory(prefix="tsf-demo-") as scratch:
+        try:
+            clip = write_clip(Path(scratch) / f"{motion or 'demo'}-seed{seed}{suffix}", motion, seed=seed)
+        except OSError as exc:
+            raise TsfError(f"cannot write the demo clip in {scratch}: {exc.strerror or exc}") from None
+        (result,) = classifier.run([str(clip.path)], top_k=top_k)
+        if output is not None:
+            try:
+                write_atomically(output, lambda path: shutil.copyfile(clip.path, path))
+            except OSError as exc:
+                raise OutputError(f"{output}: cannot write the clip: {exc.strerror or exc}") from None
+    # The scratch copy is gone: name the clip by where it was kept, or by its bare file name.
+    shown = output if output is not None else Path(clip.path.name)
+    return DemoRun(clip=replace(clip, path=shown), seed=seed, result=replace(result, path=str(shown)))
 
 
 def _prepare(

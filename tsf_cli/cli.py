@@ -24,6 +24,7 @@ from rich.console import Console
 
 from . import __version__
 from .errors import TsfError
+from .synthetic import MOTIONS
 
 EXIT_SOME_FAILED = 8
 EXIT_INTERRUPTED = 130
@@ -620,6 +621,43 @@ def eval_command(
     for label, row in zip(result.labels, result.confusion, strict=True):
         confusion.add_row(label, *(str(n) if n else "." for n in row))
     stdout.print(confusion)
+
+
+@app.command()
+@reports_errors
+def demo(
+    motion: Annotated[
+        str | None,
+        typer.Option(help="The motion to generate: " + ", ".join(MOTIONS) + ". [default: a random one]"),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Seed of the generated clip. [default: a random one]")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Keep the clip here (.mp4, .mkv, .mov, .avi, .webm).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of a table.")] = False,
+):
+    """Offline: generate a synthetic motion clip and classify it with the small model bundled in tsf."""
+    from .api import run_demo
+    from .results import VideoFailure
+    from .writers import write_json_document
+
+    run = run_demo(motion, seed=seed, output=output)
+    clip = run.clip
+    article = "an" if clip.spec.shape[0] in "aeiou" else "a"
+    description = (
+        f"Generated {clip.path}: {article} {clip.spec.shape} {clip.motion.replace('_', ' ')}, "
+        f"{clip.spec.num_frames} frames {clip.spec.width}x{clip.spec.height} ({clip.codec}), seed {run.seed}"
+    )
+    stderr.print(description, markup=False, soft_wrap=True)  # a path may hold [brackets]
+    if isinstance(run.result, VideoFailure):
+        raise _fail(run.result.message, 3)
+    if as_json:
+        write_json_document([run.result], sys.stdout)
+        return
+    stdout.print(_prediction_table(run.result))
+    predicted = run.result.predictions[0].label
+    verdict = "[green]right[/]" if predicted == clip.motion else "[red]wrong[/]"
+    stdout.print(f"truth: {clip.motion}, prediction: {predicted} ({verdict})")
 
 
 def main() -> None:
