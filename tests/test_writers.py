@@ -346,3 +346,33 @@ def test_an_embedding_run_locks_its_journal_until_the_output_is_written(tmp_path
         with pytest.raises(OutputError, match="being written by another tsf run"):
             open_embedding_journal(output, resume=True)
     assert output.exists() and not (tmp_path / "vectors.npy.partial.jsonl").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+def test_the_lock_follows_a_file_that_retry_failed_rewrote(tmp_path):
+    path = tmp_path / "out.jsonl"
+    with open_record_sink(path, top_k=2) as sink:
+        sink.write(result("a.mp4"))
+        sink.write(failure("bad.mp4"))
+    with open_record_sink(path, top_k=2, resume=True, retry_failed=True) as first:  # the file is replaced whole
+        with pytest.raises(OutputError, match="being written by another tsf run"):
+            open_record_sink(path, top_k=2, resume=True)
+        with pytest.raises(OutputError, match="being written by another tsf run"):
+            writers.completed_paths(path)
+        first.write(result("bad.mp4"))
+    assert [r["path"] for r in read_records(path)] == ["a.mp4", "bad.mp4"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+def test_a_file_system_without_locks_still_gets_its_records(tmp_path, monkeypatch):
+    import errno as errors
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errors.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    path = tmp_path / "out.jsonl"
+    with open_record_sink(path, top_k=2) as sink:
+        sink.write(result("a.mp4"))
+    assert [r["path"] for r in read_records(path)] == ["a.mp4"]

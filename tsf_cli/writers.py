@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import errno
 import io
 import json
 import os
@@ -55,7 +56,8 @@ def _reporting(path: Path) -> Iterator[None]:
 def _lock(path: Path) -> BinaryIO | None:
     """Hold an exclusive lock on ``path`` (created if missing) for one run: two runs appending to one file would
     interleave their records and each redo the other's videos. The handle holds the lock until it is closed (or the
-    process dies). An advisory flock, so other programs are not kept out; None where there is no flock (Windows)."""
+    process dies). An advisory flock, so other programs are not kept out; None where there is no flock (Windows, a
+    file system without locks)."""
     try:
         import fcntl
     except ImportError:
@@ -68,6 +70,11 @@ def _lock(path: Path) -> BinaryIO | None:
         raise OutputError(
             f"{path} is being written by another tsf run: wait for it to end, or use another file"
         ) from None
+    except OSError as exc:
+        handle.close()
+        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):  # a file system without locks (some NFS)
+            return None
+        raise
     return handle
 
 
@@ -308,8 +315,15 @@ def completed_paths(path: str | os.PathLike, *, retry_failed: bool = False) -> s
     """
     path = Path(path)
     format = _by_extension(path, RECORD_FORMATS, "records")
+    if not path.exists():
+        return set()
     with _reporting(path):
-        return {r.path for r in _repair(path, _scan(path, format), retry_failed=retry_failed)}
+        lock = _lock(path)  # a run writing the file must not have it repaired under it
+        try:
+            return {r.path for r in _repair(path, _scan(path, format), retry_failed=retry_failed)}
+        finally:
+            if lock is not None:
+                lock.close()
 
 
 class RecordSink:
@@ -330,9 +344,17 @@ class RecordSink:
         self.path, self.format, self.top_k = path, format, top_k
         with _reporting(path):
             self._lock = _lock(path)
+        self._file = None
         try:
             records = self._open(resume=resume, overwrite=overwrite, retry_failed=retry_failed)
+            if self._lock is not None and os.fstat(self._lock.fileno()).st_ino != os.fstat(self._file.fileno()).st_ino:
+                # retry_failed rewrote the file whole: lock the new one (a run that got there first stops this one)
+                self._lock.close()
+                with _reporting(path):
+                    self._lock = _lock(path)
         except BaseException:
+            if self._file is not None:
+                self._file.close()
             self.release()
             raise
         self.done = {r.path for r in records}
