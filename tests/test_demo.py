@@ -112,9 +112,28 @@ def test_tsf_demo_refuses_an_output_it_cannot_or_should_not_write(tmp_path):
     result = invoke("demo", "--output", under_a_file)
     assert result.exit_code == 6 and len(result.stderr.strip().splitlines()) == 1
 
+    result = invoke("demo", "--output", tmp_path)  # a folder
+    assert result.exit_code == 6 and f"{tmp_path} already exists" in result.stderr
+
     result = invoke("demo", "--output", tmp_path / "clip.xyz")
     assert result.exit_code == 2 and "cannot write a .xyz clip" in result.stderr
     assert list(tmp_path.iterdir()) == [kept]
 
     result = invoke("demo", "--seed", "-1")
     assert result.exit_code == 2 and "--seed" in result.stderr
+
+
+def test_tsf_demo_never_writes_over_a_file_made_while_it_ran(tmp_path, monkeypatch):
+    from tsf_cli import synthetic
+
+    target = tmp_path / "clip.mp4"
+    real_write_clip = synthetic.write_clip
+
+    def someone_else_writes_first(*args, **kwargs):
+        target.write_bytes(b"someone else's")
+        return real_write_clip(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "write_clip", someone_else_writes_first)
+    result = invoke("demo", "-o", target)
+    assert result.exit_code == 6 and f"{target} already exists" in result.stderr
+    assert target.read_bytes() == b"someone else's"

@@ -378,13 +378,12 @@ def run_demo(
 ) -> DemoRun:
     """Generate a synthetic motion clip (a random motion and seed unless given) and classify it with the demo model
     bundled in the package: no network. ``output`` keeps the clip there, in the container its suffix names; it is
-    written whole or not at all, and never over an existing file."""
+    never written over an existing file, and an error removes what was written of it."""
     import shutil
     import tempfile
 
     import numpy as np
 
-    from .checkpoints import write_atomically
     from .errors import OutputError
     from .synthetic import DEFAULT_CODECS, MOTIONS, write_clip
 
@@ -394,12 +393,12 @@ def run_demo(
     if output is not None:
         output = Path(output)
         suffix = output.suffix.lower()
+        if output.exists():
+            raise OutputError(f"{output} already exists: name another file")
         if suffix not in DEFAULT_CODECS:
             raise ValueError(
                 f"{output}: cannot write a {output.suffix or 'suffixless'} clip; use {', '.join(DEFAULT_CODECS)}"
             )
-        if output.exists():
-            raise OutputError(f"{output} already exists: name another file")
         if not output.parent.is_dir():
             raise OutputError(f"{output}: no such folder {output.parent}")
     if seed is None:
@@ -414,7 +413,15 @@ def run_demo(
         (result,) = classifier.run([str(clip.path)], top_k=top_k)
         if output is not None:
             try:
-                write_atomically(output, lambda path: shutil.copyfile(clip.path, path))
+                with open(clip.path, "rb") as source, open(output, "xb") as kept:  # x: a file made meanwhile stays
+                    try:
+                        shutil.copyfileobj(source, kept)
+                    except BaseException:
+                        kept.close()
+                        output.unlink()
+                        raise
+            except FileExistsError:
+                raise OutputError(f"{output} already exists: name another file") from None
             except OSError as exc:
                 raise OutputError(f"{output}: cannot write the clip: {exc.strerror or exc}") from None
     # The scratch copy is gone: name the clip by where it was kept, or by its bare file name.
