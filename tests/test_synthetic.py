@@ -172,3 +172,9 @@ def test_default_frames_are_near_square_and_named_sizes_are_kept():
         assert 0.75 <= spec.height / spec.width <= 1.3
     spec = random_spec("fading_in", np.random.default_rng(0), width=256, height=144)
     assert (spec.width, spec.height) == (256, 144)
+
+
+def test_generate_dataset_refuses_an_unknown_motion_before_writing(tmp_path):
+    with pytest.raises(ValueError, match="unknown motions spinning"):
+        generate_dataset(tmp_path / "d", per_class=1, seed=0, motions=("growing", "spinning"))
+    assert not (tmp_path / "d").exists()

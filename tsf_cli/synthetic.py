@@ -10,7 +10,7 @@ Everything a clip looks like follows from its seed: ``write_clip(path, motion, s
 time (the codec aside), and ``generate_dataset(root, per_class=n, seed=s)`` the same dataset.
 
 The model bundled in ``tsf_cli/demo`` was trained from scratch on such a dataset by ``tsf_cli.train.train``; this
-command rebuilds it (about 40 minutes on two CPU cores):
+command rebuilds it (an estimated 40 minutes alone on two CPU cores):
 
     python -m tsf_cli.synthetic --build-demo tsf_cli/demo
 
@@ -351,6 +351,9 @@ def generate_dataset(
     leaves out clips without changing the others. ``size`` (width, height) fixes the frame size, drawn per clip
     otherwise. ``progress``, if given, is called with (done, total) after each clip.
     """
+    unknown = [m for m in motions if m not in MOTIONS]
+    if unknown:
+        raise ValueError(f"unknown motions {', '.join(unknown)}; expected some of {', '.join(MOTIONS)}")
     root = Path(root)
     width, height = size or (None, None)
     clips = []
@@ -504,7 +507,9 @@ def main(argv: list[str] | None = None) -> None:
         + ",".join(f"{codec}{suffix}" for codec, suffix in DATASET_FORMATS)
         + ")",
     )
-    parser.add_argument("--size", type=_parse_size, help="frame size of every clip, WIDTHxHEIGHT (default: drawn)")
+    parser.add_argument(
+        "--size", type=_parse_size, help="with OUT_DIR: every clip's frame size, WIDTHxHEIGHT (default: drawn per clip)"
+    )
     parser.add_argument("--build-demo", metavar="DIR", help="generate the demo data, train the demo model, write DIR")
     parser.add_argument("--work-dir", help="with --build-demo: keep the data and the resume state here")
     parser.add_argument("--attention-type", default="divided_space_time", help="with --build-demo: for ablations")
