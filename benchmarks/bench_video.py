@@ -28,8 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests._videos import make_video  # noqa: E402
-from tsf_cli.preprocess import PreprocessConfig, preprocess  # noqa: E402
-from tsf_cli.video import sample_clips  # noqa: E402
+from tsf_cli.media.decode import sample_clips  # noqa: E402
+from tsf_cli.media.preprocess import PreprocessConfig, preprocess  # noqa: E402
 
 K400 = {
     "crop_size": {"height": 224, "width": 224},

@@ -9,7 +9,6 @@ import hashlib
 import os
 from pathlib import Path
 
-import pytest
 import torch
 
 from tsf_cli.model import TimesformerConfig, TimesformerForVideoClassification, TimesformerModel
@@ -27,17 +26,6 @@ TINY = {
 }
 COMMIT = "0123456789abcdef0123456789abcdef01234567"  # a made-up hub commit
 OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Autouse fixture for the test modules that import it: tiny models run fastest on one thread, and on a busy
-    machine two OpenMP threads stall each other at every barrier (a millisecond forward pass takes a third of a
-    second)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_config(**overrides) -> TimesformerConfig:

@@ -1,4 +1,4 @@
-"""Shared pytest set-up: no network ever, slow and GPU tests skipped unless asked for.
+"""Shared pytest set-up: no network ever, one torch thread, slow and GPU tests skipped unless asked for.
 
 Fixtures that build things (tiny checkpoints, generated videos) live next to the tests that own them, in the
 ``tests/_*.py`` helper modules, so each test file reads on its own.
@@ -26,6 +26,24 @@ def pytest_collection_modifyitems(config, items):
                 has_cuda = torch.cuda.is_available()
             if not has_cuda:
                 item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models run fastest on one thread, and on a busy machine two OpenMP threads stall each other at every
+    barrier (a millisecond forward pass takes a third of a second)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def transformers():
+    """The reference implementation, for the tests that compare against it; skips just those tests without it."""
+    return pytest.importorskip("transformers")
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,11 @@ import os
 import pytest
 import torch
 
-from tsf_cli.api import ViewOptions, list_inputs, resolve_device, resolve_dtype, resolve_model
 from tsf_cli.errors import DeviceError, ModelNotFoundError, TsfError
+from tsf_cli.inference.predictor import Predictor, resolve_device, resolve_dtype
+from tsf_cli.inference.views import ViewOptions
+from tsf_cli.io.inputs import list_inputs
+from tsf_cli.model.hub import resolve_model
 
 
 def _touch(path, text="x"):
@@ -53,16 +56,14 @@ def test_a_file_name_with_glob_characters_is_that_file_and_an_empty_glob_is_an_e
 def test_choosing_another_sampling_drops_the_presets_stride():
     from types import SimpleNamespace
 
-    from tsf_cli.api import Classifier
-
     preset_like = SimpleNamespace(
-        default_views=ViewOptions(frames=8, sampling="stride", frame_sample_rate=32, target_fps=30, crops=3)
+        default_views=ViewOptions(frames=8, sampling="stride", stride=32, target_fps=30, crops=3)
     )
-    uniform = Classifier.view_options(preset_like, sampling="uniform")
+    uniform = Predictor.view_options(preset_like, sampling="uniform")
     assert uniform == ViewOptions(frames=8, sampling="uniform", crops=3)
-    assert Classifier.view_options(preset_like, frame_sample_rate=4).frame_sample_rate == 4
+    assert Predictor.view_options(preset_like, stride=4).stride == 4
     with pytest.raises(ValueError, match="stride and start go with --sampling stride, not segments"):
-        Classifier.view_options(preset_like, sampling="segments", frame_sample_rate=4)
+        Predictor.view_options(preset_like, sampling="segments", stride=4)
 
 
 def test_missing_source_is_one_clear_error(tmp_path):
@@ -83,11 +84,11 @@ def test_model_names_resolve_to_presets_folders_or_hub_ids(tmp_path):
 def test_a_bundled_model_missing_from_the_install_says_how_to_rebuild_it(monkeypatch):
     from dataclasses import replace
 
-    from tsf_cli import api
+    from tsf_cli.model import hub
     from tsf_cli.presets import get_preset
 
     gone = replace(get_preset("demo"), bundled="no-such-folder")
-    monkeypatch.setattr(api, "get_preset", lambda name: gone)
+    monkeypatch.setattr(hub, "get_preset", lambda name: gone)
     with pytest.raises(ModelNotFoundError, match=r"bundled model 'demo' is missing .* --build-demo .*no-such-folder"):
         resolve_model("demo")
 
@@ -105,9 +106,9 @@ def test_explicit_dtypes_and_auto_on_cpu(monkeypatch):
     cpu = torch.device("cpu")
     assert resolve_dtype("fp32", cpu) == torch.float32
     assert resolve_dtype("fp16", cpu) == torch.float16
-    monkeypatch.setattr("tsf_cli.api._cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr("tsf_cli.inference.predictor._cpu_has_fast_bf16", lambda: False)
     assert resolve_dtype("auto", cpu) == torch.float32
-    monkeypatch.setattr("tsf_cli.api._cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr("tsf_cli.inference.predictor._cpu_has_fast_bf16", lambda: True)
     assert resolve_dtype("auto", cpu) == torch.bfloat16
     with pytest.raises(ValueError, match="dtype must be one of auto, fp32, bf16, fp16"):
         resolve_dtype("fp64", cpu)

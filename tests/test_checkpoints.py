@@ -17,24 +17,17 @@ from tests._models import (
     TINY,
     checkpoint_files,
     make_hub_cache,
-    one_thread,  # noqa: F401 - an autouse fixture
     pixel_values,
     randomize_,
     save_tiny_checkpoint,
     tiny_base_model,
     tiny_model,
 )
-from tsf_cli.checkpoints import (
-    convert_original_checkpoint,
-    is_cached,
-    load_state_dict,
-    resolve_file,
-    snapshot_commit,
-)
 from tsf_cli.errors import CheckpointError, ModelNotFoundError
 from tsf_cli.model import TimesformerConfig, TimesformerForVideoClassification, TimesformerModel
-
-transformers = pytest.importorskip("transformers")
+from tsf_cli.model.convert import convert_original_checkpoint
+from tsf_cli.model.hub import is_cached, resolve_file, snapshot_commit
+from tsf_cli.model.loading import load_state_dict
 
 REPO = "tsf-tests/tiny-timesformer"
 
@@ -92,7 +85,7 @@ def test_from_pretrained_dtype_and_training_state(tmp_path):
     assert json.loads((tmp_path / "bf16" / "config.json").read_text())["dtype"] == "bfloat16"
 
 
-def test_config_json_is_what_transformers_writes(tmp_path):
+def test_config_json_is_what_transformers_writes(transformers, tmp_path):
     for cls_name in ("TimesformerModel", "TimesformerForVideoClassification"):
         labels = {0: "run", 1: "swim", 2: "jump"}
         # (given both ways: transformers 5 writes "label2id": null when only id2label is given; we derive it)
@@ -116,7 +109,7 @@ def test_unknown_config_keys_survive_a_round_trip(tmp_path):
     assert json.loads((tmp_path / "again" / "config.json").read_text())["future_option"] == [1, 2]
 
 
-def test_transformers_to_tsf_to_transformers(tmp_path):
+def test_transformers_to_tsf_to_transformers(transformers, tmp_path):
     theirs = randomize_(transformers.TimesformerForVideoClassification(transformers.TimesformerConfig(**TINY)))
     theirs.eval().save_pretrained(tmp_path / "theirs")
     ours = TimesformerForVideoClassification.from_pretrained(tmp_path / "theirs")
@@ -363,7 +356,7 @@ def original_state_dict(model) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("attention_type", ["divided_space_time", "space_only", "joint_space_time"])
-def test_convert_original_checkpoint(tmp_path, attention_type):
+def test_convert_original_checkpoint(transformers, tmp_path, attention_type):
     model = tiny_model(attention_type=attention_type, image_size=48, num_frames=3)
     path = tmp_path / "checkpoint_epoch_00015.pyth"
     torch.save({"epoch": 15, "model_state": original_state_dict(model), "cfg": "TRAIN:\n  ENABLE: True\n"}, path)

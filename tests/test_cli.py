@@ -19,6 +19,7 @@ from tests._models import COMMIT, checkpoint_files, make_hub_cache, save_tiny_ch
 from tests._videos import corrupt_file, make_audio, make_empty, make_text, make_video
 from tsf_cli import api
 from tsf_cli.cli import app
+from tsf_cli.inference import runner
 
 PROCESSOR = {
     "size": {"shortest_edge": 32},
@@ -231,15 +232,15 @@ def test_batch_refuses_to_clobber_and_checks_flags(checkpoint, videos, tmp_path)
 
 def test_batch_interrupted_then_resumed_loses_and_duplicates_nothing(checkpoint, videos, tmp_path, monkeypatch):
     out = tmp_path / "out.jsonl"
-    real_run = api.Classifier.run
+    real_run = runner.run
 
-    def run_then_interrupt(self, *args, **kwargs):
-        for count, record in enumerate(real_run(self, *args, **kwargs)):
+    def run_then_interrupt(*args, **kwargs):
+        for count, record in enumerate(real_run(*args, **kwargs)):
             if count == 3:
                 raise KeyboardInterrupt
             yield record
 
-    monkeypatch.setattr(api.Classifier, "run", run_then_interrupt)
+    monkeypatch.setattr(runner, "run", run_then_interrupt)
     result = invoke("batch", videos, "-o", out, "--model", checkpoint, "--workers", "0")
     assert result.exit_code == 130
     assert "--resume" in result.stderr
@@ -248,7 +249,7 @@ def test_batch_interrupted_then_resumed_loses_and_duplicates_nothing(checkpoint,
     # A kill in the middle of a write leaves a torn last line: resume must drop it, not choke on it.
     with out.open("a") as f:
         f.write('{"path": "torn')
-    monkeypatch.setattr(api.Classifier, "run", real_run)
+    monkeypatch.setattr(runner, "run", real_run)
     result = invoke("batch", videos, "-o", out, "--model", checkpoint, "--workers", "0", "--resume")
     assert result.exit_code == 8, result.output
     paths = [r["path"] for r in records(out)]

@@ -1,22 +1,33 @@
-"""`tsf train` and `tsf eval` through the CLI, on the tiny labelled sets that tests/test_train.py builds."""
+"""`tsf train` and `tsf eval` through the CLI, on the tiny labelled sets of tests/_training.py."""
 
 from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
-from tests._models import one_thread  # noqa: F401  (autouse)
-from tests.test_train import base, dataset  # noqa: F401  (fixtures)
+from tests._training import make_base, make_dataset
 from tsf_cli.cli import app
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("colours"))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return make_base(tmp_path_factory.mktemp("base"))
 
 
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def test_train_then_eval_through_the_cli(dataset, base, tmp_path):  # noqa: F811
+def test_train_then_eval_through_the_cli(dataset, base, tmp_path):
     out = tmp_path / "model"
     result = invoke(
         "train",
@@ -58,7 +69,7 @@ def test_train_then_eval_through_the_cli(dataset, base, tmp_path):  # noqa: F811
     assert table.exit_code == 0 and "confusion" in table.stdout and "top-5" in table.stdout
 
 
-def test_train_on_a_missing_folder_is_one_error_line(base, tmp_path):  # noqa: F811
+def test_train_on_a_missing_folder_is_one_error_line(base, tmp_path):
     result = invoke("train", tmp_path / "nothing", "-o", tmp_path / "out", "--model", base, "--from-scratch")
     assert result.exit_code == 2  # a labelled set that cannot be used is a bad argument
     assert result.stderr.strip() == (
@@ -66,13 +77,13 @@ def test_train_on_a_missing_folder_is_one_error_line(base, tmp_path):  # noqa: F
     )
 
 
-def test_train_rejects_a_crop_scale_outside_0_05_to_1(base, tmp_path):  # noqa: F811
+def test_train_rejects_a_crop_scale_outside_0_05_to_1(base, tmp_path):
     result = invoke("train", tmp_path, "-o", tmp_path / "out", "--model", base, "--min-crop-scale", "1.5")
     assert result.exit_code == 2 and "--min-crop-scale" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_eval_checks_its_csv_folder_before_evaluating(dataset, base, tmp_path):  # noqa: F811
+def test_eval_checks_its_csv_folder_before_evaluating(dataset, base, tmp_path):
     target = tmp_path / "missing" / "confusion.csv"
     result = invoke("eval", dataset / "val", "--model", base, "--csv", target, "--workers", "0")
     assert result.exit_code == 6 and result.stderr.strip() == f"Error: {target}: no such folder {target.parent}"

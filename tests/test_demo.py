@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests._models import one_thread  # noqa: F401  (autouse)
 from tsf_cli.cli import app
-from tsf_cli.synthetic import DEMO_CONFIG, DEMO_PREPROCESSOR, MOTIONS, write_clip
+from tsf_cli.demo.recipe import DEMO_CONFIG, DEMO_PREPROCESSOR
+from tsf_cli.demo.synthetic import MOTIONS, write_clip
 
-DEMO = Path(str(resources.files("tsf_cli").joinpath("demo")))
+DEMO = Path(str(resources.files("tsf_cli").joinpath("demo", "weights")))
 # (suffix, codec): training saw h264 in mp4 and mkv, mpeg4 and mjpeg in avi; vp9 in webm and mpeg4 in mkv are new.
 FORMATS = [(".webm", "libvpx-vp9"), (".mkv", "mpeg4"), (".avi", "mjpeg"), (".mp4", "libx264"), (".mkv", "libx264")]
 # (width, height): smaller, larger, wider and taller than the near-square 80-176 pixel frames it trained on, and
@@ -35,7 +35,7 @@ def test_the_demo_folder_is_a_small_complete_checkpoint():
     assert files["model.safetensors"] < 8 * 2**20
     config = json.loads((DEMO / "config.json").read_text())
     assert sorted(config["id2label"].values()) == sorted(MOTIONS)
-    assert {key: config[key] for key in DEMO_CONFIG} == DEMO_CONFIG  # built by the recipe in tsf_cli.synthetic
+    assert {key: config[key] for key in DEMO_CONFIG} == DEMO_CONFIG  # built by the recipe in tsf_cli.demo.recipe
     preprocessor = json.loads((DEMO / "preprocessor_config.json").read_text())
     assert {key: preprocessor[key] for key in DEMO_PREPROCESSOR} == DEMO_PREPROCESSOR
 
@@ -124,16 +124,16 @@ def test_tsf_demo_refuses_an_output_it_cannot_or_should_not_write(tmp_path):
 
 
 def test_tsf_demo_never_writes_over_a_file_made_while_it_ran(tmp_path, monkeypatch):
-    from tsf_cli import synthetic
+    from tsf_cli.demo import run
 
     target = tmp_path / "clip.mp4"
-    real_write_clip = synthetic.write_clip
+    real_write_clip = run.write_clip
 
     def someone_else_writes_first(*args, **kwargs):
         target.write_bytes(b"someone else's")
         return real_write_clip(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "write_clip", someone_else_writes_first)
+    monkeypatch.setattr(run, "write_clip", someone_else_writes_first)
     result = invoke("demo", "-o", target)
     assert result.exit_code == 6 and f"{target} already exists" in result.stderr
     assert target.read_bytes() == b"someone else's"

@@ -11,7 +11,6 @@ from torch import nn
 import tsf_cli.model as tsf_model
 from tests._models import (
     TINY,
-    one_thread,  # noqa: F401 - an autouse fixture
     pixel_values,
     randomize_,
     tiny_base_model,
@@ -27,8 +26,6 @@ from tsf_cli.model import (
     VideoClassifierOutput,
 )
 
-transformers = pytest.importorskip("transformers")
-
 ATOL, RTOL = 1e-5, 1e-4
 
 
@@ -38,6 +35,7 @@ def assert_close(actual, expected, what=""):
 
 def reference(cls_name: str, state_dict=None, **overrides):
     """transformers' model with the same config (and weights, when given) as ours."""
+    transformers = pytest.importorskip("transformers")
     config = transformers.TimesformerConfig(**{**TINY, **overrides})
     model = getattr(transformers, cls_name)(config).eval()
     if state_dict is not None:

@@ -10,9 +10,7 @@ import pytest
 import torch
 
 from tsf_cli.errors import CheckpointError
-from tsf_cli.preprocess import PreprocessConfig, preprocess
-
-transformers = pytest.importorskip("transformers")
+from tsf_cli.media.preprocess import PreprocessConfig, preprocess
 
 # facebook/timesformer-base-finetuned-k400's preprocessor_config.json
 K400 = {
@@ -50,6 +48,7 @@ SHAPES = [(3, 36, 64), (2, 17, 33), (2, 64, 36), (2, 48, 48), (1, 121, 203)]
 
 def reference(config_dict: dict, tmp_path):
     """The transformers processor, loaded from the file as users load it, on the PIL backend."""
+    transformers = pytest.importorskip("transformers")
     (tmp_path / "preprocessor_config.json").write_text(
         json.dumps({"image_processor_type": "VideoMAEImageProcessor", **config_dict})
     )
@@ -176,11 +175,11 @@ def test_wrong_input_is_a_value_error():
 
 
 @pytest.mark.slow
-def test_torch_backend_moves_a_timesformers_logits_negligibly(tmp_path):
+def test_torch_backend_moves_a_timesformers_logits_negligibly(transformers, tmp_path):
     """The measurement behind the torch backend's note: a randomly initialised TimeSformer-base (no weights can be
     downloaded in tests), 8 frames of decoded 360p video, the k400 preprocessing."""
     from tests._videos import make_video
-    from tsf_cli.video import sample_clips
+    from tsf_cli.media.decode import sample_clips
 
     path = make_video(tmp_path / "v.mp4", frames=40, size=(640, 360), pattern="texture", gop=10)
     frames = sample_clips(path, 8)[0].frames

@@ -9,8 +9,9 @@ import av
 import numpy as np
 import pytest
 
-from tsf_cli import synthetic
-from tsf_cli.synthetic import MOTIONS, generate_dataset, random_spec, render, write_clip
+from tsf_cli.demo import synthetic
+from tsf_cli.demo.__main__ import main
+from tsf_cli.demo.synthetic import MOTIONS, generate_dataset, random_spec, render, write_clip
 
 
 def _still(motion: str, seed: int, **kwargs) -> synthetic.ClipSpec:
@@ -137,15 +138,15 @@ def test_generate_dataset_writes_one_folder_per_motion_reproducibly(tmp_path):
 
 
 def test_command_line_generates_a_dataset(tmp_path):
-    synthetic.main([str(tmp_path / "data"), "--per-class", "1", "--seed", "2", "--formats", "mjpeg.avi,mpeg4.mkv"])
+    main([str(tmp_path / "data"), "--per-class", "1", "--seed", "2", "--formats", "mjpeg.avi,mpeg4.mkv"])
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == sorted(MOTIONS)
     assert {p.suffix for p in (tmp_path / "data").rglob("*.*")} == {".avi", ".mkv"}
     with pytest.raises(SystemExit):
-        synthetic.main([])
+        main([])
 
 
 def test_command_line_fixes_the_frame_size_on_request(tmp_path, capsys):
-    synthetic.main([str(tmp_path / "d"), "--per-class", "1", "--size", "64x48", "--formats", "mjpeg.avi"])
+    main([str(tmp_path / "d"), "--per-class", "1", "--size", "64x48", "--formats", "mjpeg.avi"])
     clips = sorted((tmp_path / "d").rglob("*.avi"))
     assert len(clips) == len(MOTIONS)
     with av.open(str(clips[0])) as container:
@@ -153,7 +154,7 @@ def test_command_line_fixes_the_frame_size_on_request(tmp_path, capsys):
         assert (stream.width, stream.height) == (64, 48)
     for bad in ("65x48", "64", "8x8", "axb"):
         with pytest.raises(SystemExit):
-            synthetic.main([str(tmp_path / "e"), "--size", bad])
+            main([str(tmp_path / "e"), "--size", bad])
         assert "--size" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
 

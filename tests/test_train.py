@@ -12,70 +12,26 @@ import numpy as np
 import pytest
 import torch
 
-from tests._models import one_thread, save_tiny_checkpoint  # noqa: F401  (one_thread is an autouse fixture)
-from tsf_cli import train as training
+from tests._models import save_tiny_checkpoint
+from tests._training import COLOURS, TINY_CONFIG, TINY_PREPROCESSOR, make_base, make_dataset
+from tsf_cli.demo.synthetic import write_video
+from tsf_cli.errors import CheckpointError, DatasetError, TsfError
+from tsf_cli.inference.views import Augment, ViewOptions
+from tsf_cli.media.preprocess import PreprocessConfig
 from tsf_cli.model import TimesformerForVideoClassification
-from tsf_cli.synthetic import write_video
-from tsf_cli.train import (
-    DatasetError,
-    EpochSampler,
-    LabelledVideo,
-    VideoDataset,
-    evaluate,
-    list_labelled_videos,
-    split_held_out,
-    train,
-    write_confusion_csv,
-)
-
-# A tiny divided space-time TimeSformer at 32x32: 4 frames of 4x4 patches of width 32.
-TINY_CONFIG = {
-    "model_type": "timesformer",
-    "image_size": 32,
-    "patch_size": 8,
-    "num_frames": 4,
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "intermediate_size": 64,
-}
-TINY_PREPROCESSOR = {
-    "size": {"shortest_edge": 32},
-    "crop_size": {"height": 32, "width": 32},
-    "image_mean": [0.45, 0.45, 0.45],
-    "image_std": [0.225, 0.225, 0.225],
-}
-COLOURS = {"red": (220, 40, 40), "blue": (40, 40, 220), "green": (40, 200, 40)}
-
-
-def _write_coloured(path: Path, colour: tuple[int, int, int], seed: int, frames: int = 10) -> Path:
-    """A noisy clip of one colour: a label one frame shows, so that a few steps of a tiny model learn it."""
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(np.array(colour) + rng.normal(0, 25, (frames, 40, 48, 3)), 0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_video(path, pixels, fps=10)
-    return path
+from tsf_cli.training.data import EpochSampler, LabelledVideo, VideoDataset, list_labelled_videos, split_held_out
+from tsf_cli.training.evaluate import evaluate, write_confusion_csv
+from tsf_cli.training.loop import STATE_FILE, train
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    """data/<colour>/*.mp4 for three colours, four clips each, and val/ with two more of each."""
-    root = tmp_path_factory.mktemp("colours")
-    for i, (label, colour) in enumerate(COLOURS.items()):
-        for j in range(4):
-            _write_coloured(root / "data" / label / f"{j}.mp4", colour, seed=10 * i + j)
-        for j in range(2):
-            _write_coloured(root / "val" / label / f"{j}.avi", colour, seed=100 + 10 * i + j)
-    return root
+    return make_dataset(tmp_path_factory.mktemp("colours"))
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
-    """A base with only config.json and preprocessor_config.json: the architecture to train from scratch."""
-    folder = tmp_path_factory.mktemp("base")
-    (folder / "config.json").write_text(json.dumps(TINY_CONFIG))
-    (folder / "preprocessor_config.json").write_text(json.dumps(TINY_PREPROCESSOR))
-    return folder
+    return make_base(tmp_path_factory.mktemp("base"))
 
 
 def _linked(root: Path, source: Path, labels) -> Path:
@@ -87,7 +43,7 @@ def _linked(root: Path, source: Path, labels) -> Path:
     return root
 
 
-QUICK = {"batch_size": 4, "lr": 3e-3, "warmup": 0.1, "num_workers": 0, "device": "cpu", "min_crop_scale": 0.8}
+QUICK = {"batch_size": 4, "lr": 3e-3, "warmup": 0.1, "workers": 0, "device": "cpu", "min_crop_scale": 0.8}
 
 
 # ------------------------------------------------------------------------------------------------- labelled sets
@@ -153,27 +109,21 @@ def test_the_sampler_fixes_order_and_augmentation_per_epoch():
 
 
 def test_the_dataset_is_picklable_and_reports_broken_videos(dataset, base, tmp_path):
-    from tsf_cli.api import ViewOptions
-    from tsf_cli.preprocess import PreprocessConfig
-
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
     config = PreprocessConfig.from_dict(TINY_PREPROCESSOR)
     paths = [str(dataset / "data" / "red" / "0.mp4"), str(broken)]
-    data = pickle.loads(pickle.dumps(VideoDataset(paths, ViewOptions(frames=4), config, training.Augment(flip=True))))
+    data = pickle.loads(pickle.dumps(VideoDataset(paths, ViewOptions(frames=4), config, Augment(flip=True))))
     good, bad = data[(0, 7)], data[(1, None)]
-    assert good.pixel_values.shape == (1, 4, 3, 32, 32) and good.error is None
-    assert bad.pixel_values is None and str(broken) in bad.error.message
-    again = data[(0, 7)].pixel_values
-    assert torch.equal(good.pixel_values, again)  # a seed fixes the augmentation
-    plain = data[(0, None)].pixel_values
-    assert not torch.equal(good.pixel_values, plain)
+    assert good.pixels.shape == (1, 4, 32, 32, 3) and good.pixels.dtype == torch.uint8 and good.error is None
+    assert bad.pixels is None and str(broken) in bad.error.message
+    again = data[(0, 7)].pixels
+    assert torch.equal(good.pixels, again)  # a seed fixes the augmentation
+    plain = data[(0, None)].pixels
+    assert not torch.equal(good.pixels, plain)
 
 
 def test_the_smallest_crop_is_the_share_of_the_picture_it_names(tmp_path):
-    from tsf_cli.api import ViewOptions
-    from tsf_cli.preprocess import PreprocessConfig
-
     # A left-to-right ramp 128 wide and 32 high: a crop's width shows as the span of the ramp it keeps.
     ramp = np.broadcast_to(np.linspace(0, 255, 128)[None, None, :, None], (6, 32, 128, 3)).astype(np.uint8)
     path = tmp_path / "ramp.avi"
@@ -181,10 +131,10 @@ def test_the_smallest_crop_is_the_share_of_the_picture_it_names(tmp_path):
     config = PreprocessConfig.from_dict({**TINY_PREPROCESSOR, "image_mean": [0, 0, 0], "image_std": [1, 1, 1]})
 
     def spans(min_crop_scale: float) -> list[float]:
-        augment = training.Augment(min_crop_scale=min_crop_scale)
+        augment = Augment(min_crop_scale=min_crop_scale)
         data = VideoDataset([str(path)], ViewOptions(frames=2), config, augment)
-        rows = [data[(0, seed)].pixel_values[0, 0, 0, 16] for seed in range(12)]  # one row of one frame
-        return [float(row[-1] - row[0]) for row in rows]
+        rows = [data[(0, seed)].pixels[0, 0, 16, :, 0] for seed in range(12)]  # one row of one frame, red
+        return [(float(row[-1]) - float(row[0])) / 255 for row in rows]
 
     full = spans(1.0)  # the whole 32-pixel short side: a quarter of the ramp, less the outer half-pixels
     assert all(0.2 < span < 0.26 for span in full), full
@@ -200,7 +150,7 @@ def test_training_lowers_the_loss_and_writes_a_model_tsf_and_transformers_load(d
     result = train(
         dataset / "data",
         model=str(base),
-        output_dir=out,
+        output=out,
         val_dir=dataset / "val",
         from_scratch=True,
         epochs=6,
@@ -239,21 +189,21 @@ def _stop_after(epoch: int):
 
 def test_resuming_continues_where_the_checkpoint_left_off(dataset, base, tmp_path):
     options = {"model": str(base), "from_scratch": True, "epochs": 3, "val_split": 0.25, **QUICK}
-    straight = train(dataset / "data", output_dir=tmp_path / "straight", **options)
+    straight = train(dataset / "data", output=tmp_path / "straight", **options)
 
     with pytest.raises(_Stop):
-        train(dataset / "data", output_dir=tmp_path / "resumed", progress=_stop_after(2), **options)
-    saved = torch.load(tmp_path / "resumed" / training.STATE_FILE, weights_only=True)
+        train(dataset / "data", output=tmp_path / "resumed", progress=_stop_after(2), **options)
+    saved = torch.load(tmp_path / "resumed" / STATE_FILE, weights_only=True)
     assert saved["step"] == 6 and saved["epoch"] == 2
-    with pytest.raises(training.TsfError, match="already holds a training run"):
-        train(dataset / "data", output_dir=tmp_path / "resumed", **options)
+    with pytest.raises(TsfError, match="already holds a training run"):
+        train(dataset / "data", output=tmp_path / "resumed", **options)
 
     events = []
-    resumed = train(dataset / "data", output_dir=tmp_path / "resumed", resume=True, progress=events.append, **options)
+    resumed = train(dataset / "data", output=tmp_path / "resumed", resume=True, progress=events.append, **options)
     assert events[0].step == 7 and events[0].epoch == 3  # on from the saved step, not from 0
     assert resumed.step == straight.step == 9
     assert [h.epoch for h in resumed.history] == [1, 2, 3]
-    state = torch.load(tmp_path / "resumed" / training.STATE_FILE, weights_only=True)
+    state = torch.load(tmp_path / "resumed" / STATE_FILE, weights_only=True)
     assert all(int(s["step"]) == 9 for s in state["optimizer"]["state"].values())  # Adam's moments carried over
     assert state["scheduler"]["last_epoch"] == 9
     # Optimizer moments, schedule position, random state and data order all restored: the same weights as the run
@@ -266,12 +216,12 @@ def test_resuming_continues_where_the_checkpoint_left_off(dataset, base, tmp_pat
 
 def test_resume_needs_a_state_and_the_same_labels(dataset, base, tmp_path):
     options = {"model": str(base), "from_scratch": True, "epochs": 1, "val_split": 0.0, **QUICK}
-    with pytest.raises(training.CheckpointError, match="nothing to resume"):
-        train(dataset / "data", output_dir=tmp_path / "none", resume=True, **options)
-    train(dataset / "data", output_dir=tmp_path / "run", **options)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(dataset / "data", output=tmp_path / "none", resume=True, **options)
+    train(dataset / "data", output=tmp_path / "run", **options)
     fewer = _linked(tmp_path / "fewer", dataset / "data", ("red", "blue"))
     with pytest.raises(DatasetError, match="labels differ"):
-        train(fewer, output_dir=tmp_path / "run", resume=True, **{**options, "epochs": 2})
+        train(fewer, output=tmp_path / "run", resume=True, **{**options, "epochs": 2})
 
 
 def test_fine_tuning_keeps_the_encoder_and_replaces_a_head_for_other_labels(dataset, tmp_path):
@@ -279,7 +229,7 @@ def test_fine_tuning_keeps_the_encoder_and_replaces_a_head_for_other_labels(data
     original = save_tiny_checkpoint(pretrained, num_labels=5)
     (pretrained / "preprocessor_config.json").write_text(json.dumps(TINY_PREPROCESSOR))
     options = {**QUICK, "lr": 0.0}  # no updates: what is kept is exactly the base's
-    train(dataset / "data", model=str(pretrained), output_dir=tmp_path / "out", epochs=1, val_split=0, **options)
+    train(dataset / "data", model=str(pretrained), output=tmp_path / "out", epochs=1, val_split=0, **options)
     tuned = TimesformerForVideoClassification.from_pretrained(str(tmp_path / "out"))
     assert tuned.classifier.weight.shape == (3, TINY_CONFIG["hidden_size"])
     for key, value in original.timesformer.state_dict().items():
@@ -289,9 +239,7 @@ def test_fine_tuning_keeps_the_encoder_and_replaces_a_head_for_other_labels(data
 def test_broken_videos_are_skipped_and_reported(dataset, base, tmp_path):
     data = _linked(tmp_path / "data", dataset / "data", COLOURS)
     (data / "red" / "broken.mp4").write_bytes(b"\x00" * 100)
-    result = train(
-        data, model=str(base), output_dir=tmp_path / "out", from_scratch=True, epochs=1, val_split=0, **QUICK
-    )
+    result = train(data, model=str(base), output=tmp_path / "out", from_scratch=True, epochs=1, val_split=0, **QUICK)
     assert [Path(f.path).name for f in result.skipped] == ["broken.mp4"]
     assert result.skipped[0].error == "VideoError"
 
@@ -304,9 +252,27 @@ def trained(dataset, base, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trained")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as one_thread does for each test; this fixture runs before it
-    train(dataset / "data", model=str(base), output_dir=out, from_scratch=True, epochs=6, val_split=0, **QUICK)
+    train(dataset / "data", model=str(base), output=out, from_scratch=True, epochs=6, val_split=0, **QUICK)
     torch.set_num_threads(threads)
     return out
+
+
+class _Count:
+    """An observer that notes (videos finished, total) after each record."""
+
+    def __init__(self, done: list):
+        self.done, self.total = done, 0
+
+    def loading(self, model):
+        from contextlib import nullcontext
+
+        return nullcontext()
+
+    def started(self, total, todo):
+        self.total = total
+
+    def finished(self, record):
+        self.done.append((len(self.done) + 1, self.total))
 
 
 def test_evaluate_scores_the_held_out_set(dataset, trained):
@@ -316,8 +282,8 @@ def test_evaluate_scores_the_held_out_set(dataset, trained):
         model=str(trained),
         device="cpu",
         dtype="fp32",
-        num_workers=0,
-        progress=lambda n, total: done.append((n, total)),
+        workers=0,
+        observer=_Count(done),
     )
     assert result.count == 6 and result.top1 == 1.0 and result.top5 == 1.0
     assert result.labels == result.columns == ("blue", "green", "red")
@@ -336,7 +302,7 @@ def test_evaluate_scores_the_held_out_set(dataset, trained):
         "green,0,2,0",
         "red,0,0,2",
     ]
-    assert json.dumps(result.to_dict())
+    assert json.loads(json.dumps(result.to_dict()))["confusion"]["counts"] == [[2, 0, 0], [0, 2, 0], [0, 0, 2]]
 
 
 def test_evaluate_counts_predictions_outside_the_set_and_top5(dataset, trained, tmp_path):
@@ -344,7 +310,7 @@ def test_evaluate_counts_predictions_outside_the_set_and_top5(dataset, trained, 
     data = _linked(tmp_path / "data", dataset / "val", ("red", "blue"))
     (data / "blue" / "green_really.avi").symlink_to(next((dataset / "val" / "green").iterdir()))
     (data / "red" / "broken.mp4").write_bytes(b"")
-    result = evaluate(data, model=str(trained), device="cpu", dtype="fp32", num_workers=0)
+    result = evaluate(data, model=str(trained), device="cpu", dtype="fp32", workers=0)
     assert result.columns == ("blue", "red", "(other)")
     assert result.confusion == ((2, 0, 1), (0, 2, 0))
     assert result.count == 5 and result.top1 == pytest.approx(4 / 5) and result.top5 == 1.0
@@ -355,22 +321,23 @@ def test_evaluate_refuses_labels_the_model_does_not_know(dataset, trained, tmp_p
     (tmp_path / "purple").mkdir()
     (tmp_path / "purple" / "x.mp4").symlink_to(next((dataset / "val" / "red").iterdir()))
     with pytest.raises(DatasetError, match="purple"):
-        evaluate(tmp_path, model=str(trained), device="cpu", num_workers=0)
+        evaluate(tmp_path, model=str(trained), device="cpu", workers=0)
 
 
 def test_decoding_runs_in_spawned_worker_processes(dataset, trained):
-    result = evaluate(dataset / "val", model=str(trained), device="cpu", dtype="fp32", num_workers=1, batch_size=2)
+    result = evaluate(dataset / "val", model=str(trained), device="cpu", dtype="fp32", workers=1, batch_size=2)
     assert result.count == 6 and result.top1 == 1.0
 
 
 def test_the_rich_display_shows_loss_accuracy_and_time_left():
     from rich.console import Console
 
-    from tsf_cli.train import RichTrainDisplay, TrainProgress
+    from tsf_cli.cli.display import TrainDisplay
+    from tsf_cli.training.loop import TrainProgress
 
     file = io.StringIO()
     event = {"epochs": 2, "total_steps": 4, "lr": 1e-3, "elapsed": 1.0, "loss": 0.5, "accuracy": 0.75}
-    with RichTrainDisplay(Console(file=file, width=150, force_terminal=False)) as display:
+    with TrainDisplay(Console(file=file, width=150, force_terminal=False)) as display:
         display(TrainProgress(epoch=1, step=1, remaining=3.0, **event))
         display(TrainProgress(epoch=1, step=2, remaining=2.0, epoch_done=True, val_loss=0.4, val_accuracy=0.9, **event))
     text = file.getvalue()
@@ -380,7 +347,7 @@ def test_the_rich_display_shows_loss_accuracy_and_time_left():
 
 def test_from_scratch_temporal_heads_start_as_frame_offsets():
     from tsf_cli.model import TimesformerConfig
-    from tsf_cli.train import init_temporal_offsets
+    from tsf_cli.training.loop import init_temporal_offsets
 
     torch.manual_seed(0)
     config = {**TINY_CONFIG, "num_labels": 2}

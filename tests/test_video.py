@@ -1,4 +1,4 @@
-"""video.py: the frames sample_clips returns are the ones a full decode gives at those positions, whatever the
+"""media/decode.py: the frames sample_clips returns are the ones a full decode gives at those positions, whatever the
 container, codec, keyframe spacing or frame timing; every bad input is one VideoError naming the file and cause."""
 
 from __future__ import annotations
@@ -23,9 +23,12 @@ from tests._videos import (
     read_index,
     truncate_file,
 )
-from tsf_cli import video
 from tsf_cli.errors import VideoError
-from tsf_cli.video import DecodeLimits, probe, sample_clips, sample_frame_indices
+from tsf_cli.media import decode as video
+from tsf_cli.media.decode import sample_clips
+from tsf_cli.media.limits import DecodeLimits
+from tsf_cli.media.probe import probe
+from tsf_cli.media.sampling import sample_frame_indices
 
 VFR_TIMES = [0.0, 0.04, 0.05, 0.13, 0.2, 0.21, 0.4, 0.45, 0.5, 0.62, 0.7, 0.71, 0.9, 1.0, 1.04, 1.3, 1.31, 1.5]
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tsf_cli.workers import TaskFailure, WorkerPool
+from tsf_cli.inference.pool import TaskFailure, WorkerPool
 
 
 def _work(task):

@@ -11,17 +11,12 @@ import sys
 import numpy as np
 import pytest
 
-from tsf_cli import __version__, writers
+from tsf_cli import __version__
 from tsf_cli.errors import OutputError
+from tsf_cli.io import embeddings, records
+from tsf_cli.io.embeddings import get_embedding_writer, open_embedding_journal, write_embeddings
+from tsf_cli.io.records import completed_paths, open_record_sink, write_json_document
 from tsf_cli.results import ClipFrames, ModelInfo, Prediction, VideoEmbedding, VideoFailure, VideoResult
-from tsf_cli.writers import (
-    completed_paths,
-    get_embedding_writer,
-    open_embedding_journal,
-    open_record_sink,
-    write_embeddings,
-    write_json_document,
-)
 
 MODEL = ModelInfo("k400", "/cache/k400", "abc123", "float32", "cpu")
 CLIPS = (ClipFrames((0, 4, 8), (0.0, 0.133333, 0.266667)), ClipFrames((9, 9, 9), (0.3, 0.3, 0.3), padded=2))
@@ -143,7 +138,7 @@ def test_retry_failed_drops_failures_so_they_are_recorded_once(tmp_path, suffix)
 
 def test_damage_before_the_last_record_is_refused(tmp_path):
     jsonl = tmp_path / "out.jsonl"
-    jsonl.write_bytes(writers._json_line(result("a.mp4").to_dict()) + b"{not json\n" + b'{"path": "c"')
+    jsonl.write_bytes(records.json_line(result("a.mp4").to_dict()) + b"{not json\n" + b'{"path": "c"')
     with pytest.raises(OutputError, match="line 2 is not a tsf record"):
         open_record_sink(jsonl, top_k=2, resume=True)
     table = tmp_path / "out.csv"
@@ -239,7 +234,7 @@ def _written(out) -> set[str]:
     return {out.name, out.name + ".json"} if out.suffix == ".npy" else {out.name}
 
 
-@pytest.fixture(params=list(writers.EMBEDDING_WRITERS))
+@pytest.fixture(params=list(embeddings.EMBEDDING_WRITERS))
 def embedding_suffix(request):
     if request.param == ".parquet":
         pytest.importorskip("pyarrow")
@@ -272,7 +267,7 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary_file(tmp_path,
         raise OSError(errno.ENOSPC, "No space left on device")
 
     # fsync is where a full disk often shows (delayed allocation): by then the new file is completely written.
-    monkeypatch.setattr(writers.os, "fsync", disk_full)
+    monkeypatch.setattr(embeddings.os, "fsync", disk_full)
     with pytest.raises(OutputError, match="cannot write: No space left on device"):
         write_embeddings(out, [embedding("new.mp4", 1)])
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
@@ -297,7 +292,7 @@ def test_an_interrupted_embedding_run_resumes_from_its_journal(tmp_path):
             raise KeyboardInterrupt
     assert not out.exists()
     with journal.open("ab") as f:  # the crash also tore a record in half
-        f.write(writers._JournalRecords().encode(second, None)[:50])
+        f.write(embeddings._JournalRecords().encode(second, None)[:50])
 
     with pytest.raises(OutputError, match="partial.jsonl already exists: use --resume"):
         open_embedding_journal(out)
@@ -358,7 +353,7 @@ def test_the_lock_follows_a_file_that_retry_failed_rewrote(tmp_path):
         with pytest.raises(OutputError, match="being written by another tsf run"):
             open_record_sink(path, top_k=2, resume=True)
         with pytest.raises(OutputError, match="being written by another tsf run"):
-            writers.completed_paths(path)
+            records.completed_paths(path)
         first.write(result("bad.mp4"))
     assert [r["path"] for r in read_records(path)] == ["a.mp4", "bad.mp4"]
 

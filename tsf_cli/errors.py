@@ -1,16 +1,33 @@
-"""The errors tsf raises on purpose: each carries the path or name it is about and the cause, in one line.
+"""The errors tsf raises on purpose, and the exit codes of the ``tsf`` command.
 
-The CLI turns a ``TsfError`` into ``Error: <message>`` on stderr and exits with its ``exit_code``; anything else is a
-bug and keeps its traceback.
+Each error carries the path or name it is about and the cause, in one line. The CLI turns a ``TsfError`` into
+``Error: <message>`` on stderr and exits with its ``exit_code``; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
+
+# Exit codes that belong to no error class: a bad command line, a batch that finished with failed inputs, Ctrl-C.
+EXIT_USAGE = 2
+EXIT_SOME_FAILED = 8
+EXIT_INTERRUPTED = 130
 
 
 class TsfError(Exception):
     """Base class of every error tsf reports to users as one line."""
 
     exit_code = 1
+
+
+class UsageError(TsfError):
+    """Options that do not go together, or a value the command cannot take."""
+
+    exit_code = EXIT_USAGE
+
+
+class DatasetError(TsfError):
+    """A labelled set that cannot be used: missing, empty, malformed, or with labels the model does not know."""
+
+    exit_code = EXIT_USAGE
 
 
 class VideoError(TsfError):

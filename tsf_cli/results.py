@@ -111,3 +111,19 @@ class VideoEmbedding:
             "clips": [c.to_dict() for c in self.clips],
             "vector": self.vector.astype(np.float32).tolist(),
         }
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What a resumable run (``tsf batch``, ``tsf embed``) did with its inputs: ``skipped`` were recorded by an earlier
+    run, ``failed_before`` of them as failures; ``failed`` failed in this one."""
+
+    output: str
+    total: int
+    skipped: int
+    failed: int
+    failed_before: int
+
+    @property
+    def ok(self) -> int:
+        return self.total - self.skipped - self.failed

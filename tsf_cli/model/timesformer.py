@@ -17,18 +17,19 @@ the encoder keeps a divided-attention video as (B, T, 1 + N, D) with the class t
 frame: spatial attention reads each frame as a contiguous sequence, temporal attention reads the columns through a
 strided view, and no layer copies tokens around. Outputs are given in the reference layout.
 
-Speed. Inference (``torch.inference_mode()`` or ``torch.no_grad()``, eval mode) takes shortcuts that are exact
-algebra: ``temporal_attention.output.dense`` and ``temporal_dense`` are folded into one linear map; on a CPU the
-linears run through oneDNN's fused kernel (bias and activation inside the GEMM); attention goes through
-``F.scaled_dot_product_attention`` unless maps are asked for or, in bf16/fp16 on a CPU, the plain path is faster.
-Cast the model once with ``.to(device, dtype)`` (fp32, bf16 or fp16); pixel values are cast to the weights' dtype.
+Speed. Inference (``torch.inference_mode()`` or ``torch.no_grad()``) takes shortcuts that are exact algebra:
+``temporal_attention.output.dense`` and ``temporal_dense`` are folded into one linear map, and on a CPU the linears run
+through oneDNN's fused kernel (bias and activation inside the GEMM). ``kernels.fast_kernels(False)`` turns both off,
+for exporters and compilers. Attention goes through ``F.scaled_dot_product_attention`` unless maps are asked for or,
+in bf16/fp16 on a CPU, the plain path is faster. Cast the model once with ``.to(device, dtype)`` (fp32, bf16 or fp16);
+pixel values are cast to the weights' dtype.
 
-Nothing here does I/O: ``from_pretrained`` / ``save_pretrained`` live in ``tsf_cli.checkpoints``.
+Nothing here does I/O: ``from_pretrained`` / ``save_pretrained`` come from ``loading``'s mixins, which know the
+classes only through ``config_class`` and ``base_model_prefix``.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -36,32 +37,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kernels import ACTIVATIONS, fast_paths_apply, fused_attention_is_faster, linear
+from .loading import PretrainedConfigMixin, PretrainedModelMixin
+
 ATTENTION_TYPES = ("divided_space_time", "space_only", "joint_space_time")
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
+POOLS = ("cls", "mean")  # how forward_head reduces the tokens to one vector
 
 
-def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
-    return x * torch.sigmoid(1.702 * x)
-
-
-def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    return F.gelu(x, approximate="tanh")
-
-
-# The names transformers uses in config.json (its ACT2FN), plus "selu", which it lacks.
-ACTIVATIONS = {
-    "gelu": F.gelu,
-    "gelu_new": _gelu_tanh,
-    "gelu_pytorch_tanh": _gelu_tanh,
-    "quick_gelu": _quick_gelu,
-    "relu": F.relu,
-    "selu": F.selu,
-    "silu": F.silu,
-    "swish": F.silu,
-}
-
-
-class TimesformerConfig:
+class TimesformerConfig(PretrainedConfigMixin):
     """The hyper-parameters of a TimeSformer, read from and written to a Hugging Face ``config.json``.
 
     Keys this class does not know are kept in ``extra`` and written back, so a config survives a round trip.
@@ -69,6 +53,7 @@ class TimesformerConfig:
     """
 
     model_type = "timesformer"
+    display_name = "TimeSformer"
 
     def __init__(
         self,
@@ -227,19 +212,6 @@ class TimesformerConfig:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TimesformerConfig) and self.to_dict() == other.to_dict()
 
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, revision: str | None = None, **hub: Any) -> TimesformerConfig:
-        """Read config.json from a local folder or a hub id (see ``tsf_cli.checkpoints.load_config``)."""
-        from .checkpoints import load_config
-
-        return load_config(name_or_path, revision=revision, **hub)
-
-    def save_pretrained(self, folder) -> None:
-        """Write config.json into ``folder`` (created if needed), atomically."""
-        from .checkpoints import save_config
-
-        save_config(self, folder)
-
 
 @dataclass(eq=False)
 class ModelOutput:
@@ -267,53 +239,7 @@ class VideoClassifierOutput(ModelOutput):
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
-# ------------------------------------------------------------------------------------------------------------ kernels
-
-
-# oneDNN's fused linear layer: the kernel torch.compile emits for linear layers on a CPU, registered wherever PyTorch
-# is built with oneDNN (the official CPU wheels are). At inference it beats F.linear: the bias and a following
-# activation are applied inside the GEMM rather than in passes of their own, and in fp32 oneDNN's GEMM outruns MKL's
-# on AMD CPUs (TimeSformer-base on one Zen 4 core, whole model: 3.75 s against 3.9 s in fp32, 2% less in bf16). It has
-# no autograd formula, so training and anything else that needs gradients takes F.linear.
-_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
-# our activation names -> the (attr, algorithm) oneDNN fuses them as; the other activations run after the GEMM
-_ONEDNN_ACTIVATIONS = {
-    None: ("none", ""),
-    "gelu": ("gelu", "none"),
-    "gelu_new": ("gelu", "tanh"),
-    "gelu_pytorch_tanh": ("gelu", "tanh"),
-    "relu": ("relu", ""),
-    "silu": ("swish", ""),
-    "swish": ("swish", ""),
-}
-
-
-@functools.cache
-def _onednn_dtypes() -> tuple[torch.dtype, ...]:
-    if _ONEDNN_LINEAR is None:
-        return ()
-    bf16 = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)  # oneDNN's bf16 needs AVX-512 BF16 or AMX
-    return (torch.float32, torch.bfloat16) if bf16 is not None and bf16() else (torch.float32,)
-
-
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str | None = None):
-    """activation(x @ weight.T + bias), through oneDNN's fused kernel where it applies (see above), else F.linear."""
-    if x.device.type == "cpu" and x.dtype in _onednn_dtypes() and not torch.is_grad_enabled():
-        fused = activation if activation in _ONEDNN_ACTIVATIONS else None
-        y = _ONEDNN_LINEAR(x, weight, bias, _ONEDNN_ACTIVATIONS[fused][0], [], _ONEDNN_ACTIVATIONS[fused][1])
-    else:
-        fused, y = None, F.linear(x, weight, bias)
-    return y if activation == fused else ACTIVATIONS[activation](y)
-
-
-def fused_attention_is_faster(x: torch.Tensor) -> bool:
-    """Whether F.scaled_dot_product_attention beats two batched matmuls and a softmax for ``x``'s device and dtype.
-
-    It does on CUDA, and in fp32 on a CPU. In bf16 and fp16 on a CPU without AMX, its fused kernel runs as many
-    small GEMM calls and, for TimeSformer's sequences (8 frames; 197 tokens), measured 2-3x slower than the plain
-    path (AMD EPYC Zen 4, torch 2.13: 25 ms against 12 ms a layer on one core).
-    """
-    return x.device.type != "cpu" or x.dtype == torch.float32
+# ------------------------------------------------------------------------------------------------------------ helpers
 
 
 def _namespace(**modules: nn.Module) -> nn.ModuleDict:
@@ -515,11 +441,11 @@ class Block(nn.Module):
         # Temporal: every patch attends to itself across the frames. The class-token column rides along (it would
         # cost a copy to leave out) and its update is thrown away: the class token takes no part in it.
         context, _ = self.temporal_attention.context(self.temporal_layernorm(x))  # (B, T, 1 + N, D)
-        if training or torch.is_grad_enabled():
+        if fast_paths_apply() and not training:
+            update = linear(context, *self.folded_temporal_projection())
+        else:
             update = self.temporal_attention.project(context)
             update = self.temporal_dense(drop_path(update, p, training, (b, 1, s, 1)))
-        else:
-            update = linear(context, *self.folded_temporal_projection())
         update[:, :, 0] = 0
         x = x + update
 
@@ -535,8 +461,12 @@ class Block(nn.Module):
         return x, probs
 
 
-class TimesformerPreTrainedModel(nn.Module):
-    """Weight initialisation and the checkpoint I/O shared by the two models."""
+class TimesformerPreTrainedModel(PretrainedModelMixin, nn.Module):
+    """Weight initialisation, and the checkpoint I/O (``from_pretrained`` / ``save_pretrained``) shared by the two
+    models."""
+
+    config_class = TimesformerConfig
+    base_model_prefix = "timesformer"  # where the classification model keeps the encoder
 
     def __init__(self, config: TimesformerConfig):
         super().__init__()
@@ -564,43 +494,6 @@ class TimesformerPreTrainedModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str,
-        revision: str | None = None,
-        *,
-        cache_dir: str | None = None,
-        local_files_only: bool | None = None,
-        token: str | bool | None = None,
-        dtype: torch.dtype | None = None,
-        device: str | torch.device | None = None,
-    ):
-        """Load a checkpoint in the Hugging Face layout from a local folder or a hub id (``org/name``).
-
-        ``revision`` pins a hub branch, tag or commit. The weights load as float32 on the CPU unless ``dtype`` /
-        ``device`` say otherwise. A classification checkpoint loads into ``TimesformerModel`` (the head is dropped);
-        a base checkpoint loads into ``TimesformerForVideoClassification`` with a new, untrained head and a warning.
-        """
-        from .checkpoints import load_pretrained
-
-        return load_pretrained(
-            cls,
-            name_or_path,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            token=token,
-            dtype=dtype,
-            device=device,
-        )
-
-    def save_pretrained(self, folder) -> None:
-        """Write config.json and model.safetensors into ``folder``, each atomically; transformers loads them."""
-        from .checkpoints import save_pretrained
-
-        save_pretrained(self, folder)
 
 
 class TimesformerModel(TimesformerPreTrainedModel):
@@ -668,6 +561,20 @@ class TimesformerForVideoClassification(TimesformerPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, num_labels) if num_labels > 0 else nn.Identity()
         self.classifier.apply(self._init_weights)
 
+    def forward_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """pixel_values (B, T, C, H, W) -> the encoder's tokens after the final norm, (B, 1 + N*T, D) ((B, 1 + N, D)
+        for space_only)."""
+        return self.timesformer(pixel_values).last_hidden_state
+
+    def forward_head(self, features: torch.Tensor, pool: str = "cls", pre_logits: bool = False) -> torch.Tensor:
+        """Tokens from ``forward_features`` -> logits (B, num_labels), or with ``pre_logits`` the pooled vector
+        (B, D) the head would read: the class token (``pool="cls"``) or the mean of the patch tokens (``"mean"``,
+        summed in fp32 whatever the model's precision: a bf16 sum of a thousand tokens would lose digits)."""
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        pooled = features[:, 0] if pool == "cls" else features[:, 1:].float().mean(dim=1)  # (B, D)
+        return pooled if pre_logits else self.classifier(pooled.to(features.dtype))
+
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -679,7 +586,7 @@ class TimesformerForVideoClassification(TimesformerPreTrainedModel):
         """pixel_values (B, T, C, H, W) -> logits (B, num_labels); with labels, the loss as transformers computes it:
         mean squared error for one label, cross-entropy for integer labels, binary cross-entropy for float ones."""
         encoded = self.timesformer(pixel_values, output_attentions, output_hidden_states)
-        logits = self.classifier(encoded.last_hidden_state[:, 0])
+        logits = self.forward_head(encoded.last_hidden_state)
         loss = self.loss(logits, labels) if labels is not None else None
         output = VideoClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions)
         return output if return_dict is None or return_dict else output.to_tuple()

@@ -1,5 +1,5 @@
-"""Everything between a video file and uint8 RGB frames: open it with PyAV, choose the stream, index it, choose the
-frames, and decode only those.
+"""Everything between a video file and uint8 RGB frames: open it with PyAV, choose the stream, index it, plan the
+frames (``sampling``), and decode only those.
 
 Timing comes from the packets, not the header: headers often lack frame counts (Matroska and WebM say 0) or state
 an average rate for a variable-rate video. ``_read_index`` demuxes the stream once without decoding, which is cheap,
@@ -17,7 +17,6 @@ Every failure a user can cause (a missing, empty, truncated, corrupt or non-vide
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -28,9 +27,9 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from .errors import VideoError
-
-SAMPLINGS = ("uniform", "stride", "segments")
+from ..errors import VideoError
+from .limits import DecodeLimits
+from .sampling import check_sampling, plan_clips
 
 # A seek costs about as much as decoding this many frames: flushing the decoder, re-reading from the keyframe, and
 # (with frame threads) refilling the pipeline. Below it, decoding straight on to the next wanted frame is cheaper.
@@ -40,46 +39,6 @@ _SEEK_COST_FRAMES = 8
 # ones leaves every other frame bit-identical. Not HEVC (its "non-reference" pictures may be referenced from higher
 # temporal layers) nor AV1 (dav1d reads the setting only when it opens).
 _NONREF_SKIP_IS_EXACT = frozenset({"h264", "vp9", "mpeg4", "mpeg2video"})
-
-
-@dataclass(frozen=True)
-class DecodeLimits:
-    """What one video may cost before it is refused; each limit's error message names it."""
-
-    max_pixels: int = 8192 * 8192  # per frame (8K UHD is 7680x4320); FFmpeg's decoder enforces it too
-    max_frames: int = 2_000_000  # frames in the stream (18.5 h at 30 fps); indexing reads every packet
-    max_seconds: float = 24 * 3600.0  # duration of the stream
-    timeout_s: float = 600.0  # wall clock for one call, checked between packets
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    """One stream of a file. Video fields are None for other types; fps, duration and frame count are measured
-    from the packets when ``probe`` counts frames, else they are the header's claims (None where it has none)."""
-
-    index: int
-    type: str  # video, audio, subtitle, data or attachment
-    codec: str
-    width: int | None = None
-    height: int | None = None
-    pix_fmt: str | None = None
-    fps: float | None = None  # average over the stream: (frames - 1) / (last - first timestamp)
-    variable_fps: bool | None = None  # frame intervals differ by more than timestamp rounding explains
-    duration_s: float | None = None
-    num_frames: int | None = None
-    keyframes: int | None = None
-    rotation: int = 0  # degrees counter-clockwise that frames are turned for display (and by sample_clips)
-    sample_rate: int | None = None
-    channels: int | None = None
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    path: str
-    container: str  # FFmpeg's name for the format, e.g. "matroska,webm"
-    duration_s: float | None  # the longest stream, measured when counted, else the header's
-    streams: tuple[StreamInfo, ...]
-    video_stream: int | None  # the stream sample_clips uses by default; None if the file has no video
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,7 +56,7 @@ class Clip:
 
 
 @contextmanager
-def _open(path, limits: DecodeLimits):
+def open_container(path, limits: DecodeLimits):
     path = os.fspath(path)
     try:
         stat = os.stat(path)
@@ -122,8 +81,8 @@ def _open(path, limits: DecodeLimits):
         raise VideoError(path, f"gave up opening after {limits.timeout_s:g} s (DecodeLimits.timeout_s)") from exc
     except av.error.FFmpegError as exc:
         if isinstance(exc, OSError):  # permission denied, an I/O error: the file, not its format
-            raise VideoError(path, f"cannot read: {_reason(exc)}") from exc
-        raise VideoError(path, f"not a video FFmpeg can read ({_reason(exc)})") from exc
+            raise VideoError(path, f"cannot read: {reason(exc)}") from exc
+        raise VideoError(path, f"not a video FFmpeg can read ({reason(exc)})") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise VideoError(path, f"cannot open: {exc}") from exc
     try:
@@ -132,13 +91,13 @@ def _open(path, limits: DecodeLimits):
         container.close()
 
 
-def _read_failure(path: str, exc: Exception, limits: DecodeLimits) -> VideoError:
+def read_failure(path: str, exc: Exception, limits: DecodeLimits) -> VideoError:
     if isinstance(exc, av.error.ExitError):  # FFmpeg's I/O was interrupted by PyAV's timeout
         return VideoError(path, f"gave up reading after {limits.timeout_s:g} s (DecodeLimits.timeout_s)")
-    return VideoError(path, f"cannot read: {_reason(exc)} (truncated or corrupt file?)")
+    return VideoError(path, f"cannot read: {reason(exc)} (truncated or corrupt file?)")
 
 
-def _best_video_stream(container):
+def best_video_stream(container):
     """The video stream with the most pixels, the first of equals, as the ffmpeg tool chooses; cover art (a still
     image attached to an audio file) does not count."""
     candidates = [s for s in container.streams.video if not _is_cover_art(s) and s.codec_context is not None]
@@ -149,7 +108,7 @@ def _is_cover_art(stream) -> bool:
     return bool(stream.disposition & av.stream.Disposition.attached_pic)
 
 
-def _reason(exc: Exception) -> str:
+def reason(exc: Exception) -> str:
     """FFmpeg's words for an error, without the errno and file name PyAV adds."""
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
@@ -163,7 +122,7 @@ def _choose_stream(container, path: str, index: int | None, limits: DecodeLimits
         if chosen.type != "video":
             raise VideoError(path, f"stream {index} is {chosen.type}, not video")
     else:
-        chosen = _best_video_stream(container)
+        chosen = best_video_stream(container)
         if chosen is None:
             found = ", ".join(f"{s.index}: {'cover art' if _is_cover_art(s) else s.type}" for s in streams)
             raise VideoError(path, f"no video stream (streams: {found or 'none'})")
@@ -213,7 +172,7 @@ def _read_index(container, stream, path: str, limits: DecodeLimits, deadline: fl
             if packet.size == 0:  # the end-of-stream marker PyAV yields, or a placeholder
                 placeholders += packet.dts is not None or packet.pts is not None
                 continue
-            _check_deadline(deadline, path, limits)
+            check_deadline(deadline, path, limits)
             if len(pts) >= limits.max_frames:
                 raise VideoError(path, f"more than {limits.max_frames} frames (DecodeLimits.max_frames)")
             if packet.pts is not None:
@@ -225,9 +184,9 @@ def _read_index(container, stream, path: str, limits: DecodeLimits, deadline: fl
             keyframe.append(packet.is_keyframe)
             discard.append(packet.is_discard)
     except av.error.ExitError as exc:
-        raise _read_failure(path, exc, limits) from exc
+        raise read_failure(path, exc, limits) from exc
     except av.error.FFmpegError as exc:
-        raise VideoError(path, f"cannot read packet {len(pts)} of stream {stream.index}: {_reason(exc)}") from exc
+        raise VideoError(path, f"cannot read packet {len(pts)} of stream {stream.index}: {reason(exc)}") from exc
     shown = np.flatnonzero(~np.array(discard, dtype=bool))  # an edit list hides discarded packets' frames
     if not len(shown):
         raise VideoError(path, f"stream {stream.index} has no frames (truncated or corrupt file?)")
@@ -290,110 +249,9 @@ def _parse_duration_tag(text: str | None) -> float | None:
         return None
 
 
-def _check_deadline(deadline: float, path: str, limits: DecodeLimits) -> None:
+def check_deadline(deadline: float, path: str, limits: DecodeLimits) -> None:
     if time.monotonic() > deadline:
         raise VideoError(path, f"gave up after {limits.timeout_s:g} s (DecodeLimits.timeout_s)")
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Choosing frames: pure functions of the frame count and timestamps
-
-
-def sample_frame_indices(clip_len: int, frame_sample_rate: int, seg_len: int, *, rng=None) -> np.ndarray:
-    """The frame sampler from the transformers docs for TimeSformer and VideoMAE: a random window of
-    ``clip_len * frame_sample_rate`` frames ending inside the video, ``clip_len`` frames spread evenly over it.
-
-    Draws the same window as the docs' function from the same random state: ``np.random``'s global state when
-    ``rng`` is None, else ``rng`` (a ``np.random.Generator`` or ``RandomState``). Where the docs' function fails
-    (a video no longer than the window) this one starts the window at frame 0 and repeats the last frame.
-    """
-    indices = _window(clip_len, frame_sample_rate, _window_start(clip_len, frame_sample_rate, seg_len, rng))
-    return np.minimum(indices, seg_len - 1)
-
-
-def _window_start(clip_len: int, frame_sample_rate: int, seg_len: int, rng) -> int:
-    converted_len = int(clip_len * frame_sample_rate)
-    if seg_len <= converted_len:
-        return 0
-    if rng is None:
-        end_idx = np.random.randint(converted_len, seg_len)
-    elif isinstance(rng, np.random.Generator):
-        end_idx = rng.integers(converted_len, seg_len)
-    else:
-        end_idx = rng.randint(converted_len, seg_len)
-    return int(end_idx) - converted_len
-
-
-def _window(clip_len: int, frame_sample_rate: int, start_idx: int) -> np.ndarray:
-    """The docs' spacing: ``clip_len`` points from the window's start to its end, the last pulled inside it."""
-    end_idx = start_idx + int(clip_len * frame_sample_rate)
-    indices = np.linspace(start_idx, end_idx, num=clip_len)
-    return np.clip(indices, start_idx, end_idx - 1).astype(np.int64)
-
-
-def _plan(
-    num_frames: int,
-    times: np.ndarray,
-    length: int,
-    sampling: str,
-    clips: int,
-    frame_sample_rate: int,
-    target_fps: float | None,
-    start: float | None,
-    seed: int | None,
-) -> list[tuple[np.ndarray, int]]:
-    """For each clip, the frame indices (clamped to the video) and how many of them ran past its end."""
-    if sampling == "stride":
-        return _plan_stride(num_frames, times, length, clips, frame_sample_rate, target_fps, start, seed)
-    if num_frames < length:
-        # Every frame once, then the last one repeated (and counted as padding) to fill the clip.
-        short = np.minimum(np.arange(length), num_frames - 1)
-        return [(short, length - num_frames)] * clips
-    if seed is not None:
-        # Training-time sampling (TSN): a random frame inside each of `length` equal segments, fresh per clip.
-        rng = np.random.default_rng(seed)
-        tick = num_frames / length
-        return [(np.floor(tick * (np.arange(length) + rng.random(length))).astype(np.int64), 0) for _ in range(clips)]
-    if sampling == "uniform":
-        # One evenly spaced grid of clips * length points from the first frame to the last; clip k takes every
-        # clips-th point, so several clips interleave and each still spans the whole video.
-        grid = np.floor(np.linspace(0, num_frames - 1, clips * length) + 0.5).astype(np.int64)
-        return [(grid[k::clips], 0) for k in range(clips)]
-    # segments: length equal segments; clip k takes the point (k + 0.5) / clips of the way through each.
-    tick = num_frames / length
-    return [(np.floor(tick * (np.arange(length) + (k + 0.5) / clips)).astype(np.int64), 0) for k in range(clips)]
-
-
-def _plan_stride(num_frames, times, length, clips, rate, target_fps, start, seed) -> list[tuple[np.ndarray, int]]:
-    # Work on a timeline of "virtual" frames at target_fps (or the video's own frames): virtual frame j is whatever
-    # frame shows at j / target_fps, so a variable frame rate video is sampled by time, as it plays.
-    eps = 1e-6
-    if target_fps is None:
-        virtual = num_frames
-    else:
-        virtual = int(math.floor(float(times[-1]) * target_fps + eps)) + 1
-    span = int(length * rate)
-    if start is not None:
-        if target_fps is None:
-            first = int(np.searchsorted(times, start - eps, side="left"))
-        else:
-            first = int(math.ceil(start * target_fps - eps))
-        starts = [first + k * span for k in range(clips)]  # back to back from the given start
-    elif seed is not None:
-        rng = np.random.RandomState(seed)  # the docs' recipe draws from RandomState, so one seed gives its window
-        starts = [_window_start(length, rate, virtual, rng) for _ in range(clips)]
-    else:
-        slack = max(virtual - span, 0)
-        starts = [slack * (2 * k + 1) // (2 * clips) for k in range(clips)]  # centred in clips equal parts
-    planned = []
-    for first in starts:
-        points = _window(length, rate, first)
-        padded = int((points > virtual - 1).sum())
-        points = np.minimum(points, virtual - 1)
-        if target_fps is not None:
-            points = np.searchsorted(times, points / target_fps + eps, side="right") - 1
-        planned.append((points.astype(np.int64), padded))
-    return planned
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -503,7 +361,7 @@ class _SeekingDecoder:
         context = self.stream.codec_context
         targets = {int(self.index.pts[self.index.order[i]]) for i in members}
         while targets & missing.keys():
-            _check_deadline(self.deadline, self.path, self.limits)
+            check_deadline(self.deadline, self.path, self.limits)
             packet = next(self.packets, None)
             if packet is None:
                 self._take(self._decode(context, None), missing, out)
@@ -522,7 +380,7 @@ class _SeekingDecoder:
         except av.error.FFmpegError as exc:
             # Like the ffmpeg tool, carry on past a damaged packet; the frames that depend on it may still come out
             # concealed, and a wanted frame that does not is reported with this cause.
-            self.error = self.error or _reason(exc)
+            self.error = self.error or reason(exc)
             return []
 
     def _position_of(self, pts: int) -> int | None:
@@ -583,10 +441,10 @@ def _decode_forward(container, stream, wanted: set[int], path: str, limits: Deco
         try:
             take(context.decode(packet))
         except av.error.FFmpegError as exc:
-            error = error or _reason(exc)
+            error = error or reason(exc)
 
     for packet in container.demux(stream):
-        _check_deadline(deadline, path, limits)
+        check_deadline(deadline, path, limits)
         if packet.size:  # an empty packet would flush the decoder; the real flush comes after the last packet
             decode(packet)
     decode(None)
@@ -627,12 +485,12 @@ def sample_clips(
 
     A video shorter than a clip repeats its last frame; ``Clip.padded`` counts the repeats.
     """
-    _check_arguments(num_frames, sampling, clips, frame_sample_rate, target_fps, start)
+    check_sampling(num_frames, sampling, clips, frame_sample_rate, target_fps, start)
     path = os.fspath(path)
-    deadline = time.monotonic() + limits.timeout_s
+    deadline = limits.deadline()
     choice = dict(sampling=sampling, clips=clips, frame_sample_rate=frame_sample_rate, target_fps=target_fps)
     try:
-        with _open(path, limits) as container:
+        with open_container(path, limits) as container:
             chosen = _choose_stream(container, path, stream, limits)
             stream = chosen.index  # PyAV objects die with their container; keep plain values only
             _prepare_decoder(chosen, limits)
@@ -647,7 +505,7 @@ def sample_clips(
                     pass  # decode from the start below, in a fresh container
         times = index.times
         for _ in range(2):
-            with _open(path, limits) as container:
+            with open_container(path, limits) as container:
                 chosen = _choose_stream(container, path, stream, limits)
                 _prepare_decoder(chosen, limits)
                 decoded, all_pts = _decode_forward(container, chosen, set(wanted), path, limits, deadline)
@@ -662,26 +520,13 @@ def sample_clips(
                 return _clips(plans, decoded, times)
         raise VideoError(path, "the decoder gives a different number of frames on each pass")
     except av.error.FFmpegError as exc:
-        raise _read_failure(path, exc, limits) from exc
-
-
-def _check_arguments(num_frames, sampling, clips, frame_sample_rate, target_fps, start) -> None:
-    if sampling not in SAMPLINGS:
-        raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
-    if num_frames < 1 or clips < 1 or frame_sample_rate < 1:
-        raise ValueError("num_frames, clips and frame_sample_rate must be at least 1")
-    if target_fps is not None and target_fps <= 0:
-        raise ValueError(f"target_fps must be positive, got {target_fps}")
-    if start is not None and start < 0:
-        raise ValueError(f"start must be at least 0 seconds, got {start}")
-    if sampling != "stride" and (frame_sample_rate != 1 or target_fps is not None or start is not None):
-        raise ValueError(f"frame_sample_rate, target_fps and start apply to stride sampling, not {sampling}")
+        raise read_failure(path, exc, limits) from exc
 
 
 def _plan_checked(path, count, times, num_frames, start, seed, choice) -> list[tuple[np.ndarray, int]]:
     if start is not None and start > times[-1]:
         raise VideoError(path, f"start {start:g} s is past the last frame (at {times[-1]:.3f} s)")
-    return _plan(count, times, num_frames, start=start, seed=seed, **choice)
+    return plan_clips(count, times, num_frames, start=start, seed=seed, **choice)
 
 
 def _times_of(all_pts: list, stream) -> np.ndarray:
@@ -700,107 +545,3 @@ def _clips(plans, decoded: _Decoded, times: np.ndarray) -> list[Clip]:
             frames = np.ascontiguousarray(np.rot90(frames, turns, axes=(1, 2)))  # counter-clockwise, as displayed
         result.append(Clip(frames, tuple(int(i) for i in points), tuple(float(times[i]) for i in points), padded))
     return result
-
-
-def probe(path, *, count_frames: bool = True, limits: DecodeLimits = DecodeLimits()) -> VideoInfo:
-    """What a file holds, for ``tsf info``. With ``count_frames`` every packet is read (not decoded) to measure
-    frame counts, rates and durations; without, those are the header's claims. Rotation comes from decoding each
-    video stream's first frame."""
-    path = os.fspath(path)
-    deadline = time.monotonic() + limits.timeout_s
-    try:
-        with _open(path, limits) as container:
-            streams = list(container.streams)
-            tallies = {s.index: _Tally() for s in streams}
-            video = [s for s in streams if s.type == "video" and s.codec_context is not None]
-            for s in video:
-                s.codec_context.thread_type = "AUTO"
-                s.codec_context.options = {**s.codec_context.options, "max_pixels": str(limits.max_pixels)}
-            waiting_first_frame = {s.index for s in video}
-            for packet in container.demux(streams):
-                if not count_frames and not waiting_first_frame:
-                    break
-                if packet.size == 0:
-                    continue
-                _check_deadline(deadline, path, limits)
-                tally = tallies[packet.stream_index]
-                if tally.count >= limits.max_frames and packet.stream.type == "video":
-                    raise VideoError(path, f"more than {limits.max_frames} frames (DecodeLimits.max_frames)")
-                tally.add(packet)
-                if packet.stream_index in waiting_first_frame:
-                    try:
-                        frames = packet.decode()
-                    except av.error.FFmpegError:
-                        frames = []
-                    if frames:
-                        tally.rotation = frames[0].rotation
-                        waiting_first_frame.discard(packet.stream_index)
-            chosen = _best_video_stream(container)
-            infos = tuple(_stream_info(s, tallies[s.index], count_frames) for s in streams)
-            header = container.duration / 1_000_000 if container.duration else None
-            measured = [i.duration_s for i in infos if i.duration_s is not None]
-            duration = max(measured) if count_frames and measured else header
-            return VideoInfo(path, container.format.name, duration, infos, chosen.index if chosen else None)
-    except av.error.FFmpegError as exc:
-        raise _read_failure(path, exc, limits) from exc
-
-
-@dataclass
-class _Tally:
-    count: int = 0
-    keyframes: int = 0
-    pts: list = field(default_factory=list)
-    last_duration: int | None = None
-    rotation: int = 0
-
-    def add(self, packet) -> None:
-        self.count += not packet.is_discard  # an edit list hides discarded packets' frames
-        self.keyframes += bool(packet.is_keyframe)
-        if packet.pts is not None:
-            self.pts.append(packet.pts)
-        self.last_duration = packet.duration
-
-
-def _stream_info(stream, tally: _Tally, counted: bool) -> StreamInfo:
-    context = stream.codec_context
-    # Streams FFmpeg has no decoder for (data, attachments) have no codec context; data streams still name theirs.
-    codec = context.name if context else getattr(stream, "name", None) or "unknown"
-    base = dict(index=stream.index, type=stream.type, codec=codec)
-    time_base = float(stream.time_base) if stream.time_base else None
-    duration = None
-    if counted and tally.pts and time_base:
-        end = max(tally.pts) + (tally.last_duration or 0)
-        duration = (end - min(tally.pts)) * time_base
-    elif stream.duration and time_base:
-        duration = stream.duration * time_base
-    if stream.type == "audio":
-        return StreamInfo(
-            **base,
-            duration_s=duration,
-            sample_rate=context.sample_rate if context else None,
-            channels=context.channels if context else None,
-        )
-    if stream.type != "video":
-        return StreamInfo(**base, duration_s=duration)
-    fps = variable = None
-    frames = tally.count if counted else (stream.frames or None)
-    if counted and len(tally.pts) >= 2 and time_base:
-        ticks = np.diff(np.sort(np.array(tally.pts, dtype=np.int64)))
-        span = float(ticks.sum())
-        fps = (len(tally.pts) - 1) / (span * time_base) if span > 0 else None
-        median = float(np.median(ticks))
-        variable = bool(ticks.max() - ticks.min() > max(2, 0.01 * median))
-    elif stream.average_rate:
-        fps = float(stream.average_rate)
-    return StreamInfo(
-        **base,
-        width=context.width if context else None,
-        height=context.height if context else None,
-        pix_fmt=context.pix_fmt if context else None,
-        fps=fps,
-        variable_fps=variable,
-        duration_s=duration,
-        num_frames=frames,
-        keyframes=tally.keyframes if counted else None,
-        rotation=tally.rotation,
-    )

@@ -7,12 +7,12 @@ then float32, and normalise with the checkpoint's own ``image_mean`` / ``image_s
 
 It is faster than the reference because it crops before any float conversion and turns rescale plus normalise
 into a 256-entry table per channel (the output depends on one uint8 value only), which gives bit-identical floats.
+The two halves are apart: ``crop_views`` gives uint8 views (what crosses process boundaries, a quarter of the bytes
+of floats), ``normalize`` looks them up in the table on the model's device.
 
-Resizing uses Pillow when it is installed (the exact path, the default). ``backend="torch"`` uses torch's uint8
-antialiasing kernel instead: about 8x faster and multi-threaded, but its 16-bit filter weights (Pillow's are
-22-bit) put about 0.1% of the values of decoded video (up to 2% on pure noise) one 1/255 step from Pillow's. That
-moved a randomly initialised TimeSformer-base's logits by < 3e-4 (their spread: 0.55), top-1 unchanged (measured
-by the slow test in tests/test_preprocess.py). Without Pillow, torch is what there is.
+Resizing uses Pillow (the exact path, the default). ``backend="torch"`` uses torch's uint8 antialiasing kernel
+instead: faster and multi-threaded, but its 16-bit filter weights (Pillow's are 22-bit) put a small share of values
+one 1/255 step from Pillow's; tests/test_preprocess.py bounds that share and its effect on a TimeSformer's logits.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 if TYPE_CHECKING:
     import torch
@@ -166,17 +166,16 @@ def _size_with_aspect_ratio(height: int, width: int, size: int, max_size: int) -
     return size, (int(raw_size * width / height) if raw_size is not None else int(size * width / height))
 
 
-def preprocess(
+def crop_views(
     clips: Sequence[np.ndarray], config: PreprocessConfig, *, crops: int = 1, backend: str = "pil"
-) -> torch.Tensor:
-    """(T, H, W, 3) uint8 RGB clips -> pixel_values (len(clips) * crops, T, 3, h, w) float32.
+) -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB clips -> the model's views, still uint8: (len(clips) * crops, T, h, w, 3), resized and
+    cropped. ``normalize`` turns them into pixel_values on whichever device runs the model.
 
     ``crops=3`` takes, from each resized clip, the crop at each end of the long side and the centre one (in that
     order: left or top, centre, right or bottom), as TimeSformer's test protocol does; views are clip-major.
     ``backend``: "pil" (exact, the default) or "torch" (faster, see the module notes).
     """
-    import torch
-
     if crops not in (1, 3):
         raise ValueError(f"crops must be 1 or 3, got {crops}")
     if crops == 3 and not config.do_center_crop:
@@ -192,13 +191,44 @@ def preprocess(
             views.append(_crop(resized, top, left, height, width))  # (T, crop h, crop w, 3) uint8, often a view
     if len({v.shape for v in views}) > 1:
         raise ValueError("clips of different sizes give views of different sizes; turn do_center_crop on")
-    table = _value_table(config)
-    out = np.empty((len(views), views[0].shape[0], 3, *views[0].shape[1:3]), dtype=np.float32)  # (V, T, 3, h, w)
-    for v, view in enumerate(views):
-        for c in range(3):
-            # uint8 values index the table directly: one gather, and the move to channels-first on the way.
-            np.take(table[c], view[..., c], out=out[v, :, c], mode="wrap")
-    return torch.from_numpy(out)
+    return np.stack(views)
+
+
+def value_table(config: PreprocessConfig) -> np.ndarray:
+    """(3, 256) float32: channel c's pixel value for uint8 value v, computed with the reference's own numpy operations
+    (float64 rescale cast to float32, then float32 normalisation), so that every output value is bit-exact. As the
+    output depends on one uint8 value only, rescale plus normalise is one lookup in this table."""
+    values = np.arange(256, dtype=np.uint8)
+    scaled = (values.astype(np.float64) * config.rescale_factor).astype(np.float32) if config.do_rescale else values
+    table = np.empty((3, 256), dtype=np.float32)
+    for c in range(3):
+        if config.do_normalize:
+            mean, std = np.float32(config.image_mean[c]), np.float32(config.image_std[c])
+            table[c] = (scaled.astype(np.float32) - mean) / std
+        else:
+            table[c] = scaled
+    return table
+
+
+def normalize(pixels: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """uint8 views (..., h, w, 3) -> pixel_values (..., 3, h, w) float32 on the same device, through ``table``
+    (``value_table``'s, on that device): the same floats as the reference, from a quarter of the bytes."""
+    import torch
+
+    index = pixels.movedim(-1, -3).to(torch.int64)  # (..., 3, h, w)
+    index += torch.arange(0, 3 * 256, 256, device=pixels.device).view(3, 1, 1)  # channel c reads row c
+    return table.flatten().take(index)
+
+
+def preprocess(
+    clips: Sequence[np.ndarray], config: PreprocessConfig, *, crops: int = 1, backend: str = "pil"
+) -> torch.Tensor:
+    """(T, H, W, 3) uint8 RGB clips -> pixel_values (len(clips) * crops, T, 3, h, w) float32, as the reference
+    processor gives them: ``crop_views`` then ``normalize``, on the CPU."""
+    import torch
+
+    views = crop_views(clips, config, crops=crops, backend=backend)
+    return normalize(torch.from_numpy(views), torch.from_numpy(value_table(config)))
 
 
 def _resize(frames: np.ndarray, config: PreprocessConfig, backend: str) -> np.ndarray:
@@ -249,18 +279,3 @@ def _crop(x: np.ndarray, top: int, left: int, height: int, width: int) -> np.nda
     x0, x1 = max(left, 0), min(left + width, full_width)
     out[:, y0 - top : y1 - top, x0 - left : x1 - left] = x[:, y0:y1, x0:x1]
     return out
-
-
-def _value_table(config: PreprocessConfig) -> np.ndarray:
-    """(3, 256) float32: channel c's output for uint8 value v, computed with the reference's own numpy operations
-    (float64 rescale cast to float32, then float32 normalisation), so that every output value is bit-exact."""
-    values = np.arange(256, dtype=np.uint8)
-    scaled = (values.astype(np.float64) * config.rescale_factor).astype(np.float32) if config.do_rescale else values
-    table = np.empty((3, 256), dtype=np.float32)
-    for c in range(3):
-        if config.do_normalize:
-            mean, std = np.float32(config.image_mean[c]), np.float32(config.image_std[c])
-            table[c] = (scaled.astype(np.float32) - mean) / std
-        else:
-            table[c] = scaled
-    return table

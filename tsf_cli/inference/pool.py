@@ -9,7 +9,6 @@ only its task is reported as failed.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -183,8 +182,3 @@ class WorkerPool:
 
 
 _END = object()
-
-
-def default_workers() -> int:
-    """One decoding process per core, leaving one for the model, at least one."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))

@@ -1,0 +1,217 @@
+"""Everything the ``tsf`` command shows people, with Rich: tables, progress, one-line messages.
+
+Data goes to ``stdout``, everything for people (progress, warnings, errors) to ``stderr``. File names and FFmpeg's
+words are printed as they are, never read as Rich markup (a path may hold ``[brackets]``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False)
+
+
+def say(label: str, style: str, message: str) -> None:
+    """``label: message`` on stderr, the message printed as it is."""
+    stderr.print(Text.assemble((f"{label}:", style), " ", message), soft_wrap=True)
+
+
+def error(message: str) -> None:
+    say("Error", "bold red", message)
+
+
+class Loading:
+    """An observer (see ``tsf_cli.api.Observer``) that shows a spinner while the model loads."""
+
+    def loading(self, model: str):
+        return stderr.status(f"Loading {model}...", spinner="dots")
+
+    def started(self, total: int, todo: int) -> None:
+        pass
+
+    def finished(self, record) -> None:
+        pass
+
+
+class RunProgress(Loading):
+    """An observer for long runs: the loading spinner, then a progress bar with videos/s and time left, and one line
+    per failed input. Use it as a context manager around the run; Ctrl-C says how to continue."""
+
+    def __init__(self, interrupted_hint: str | None = None):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        class Rate(ProgressColumn):
+            def render(self, task):
+                return Text(f"{task.speed:.2f} videos/s" if task.speed else "- videos/s", style="cyan")
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            Rate(),
+            TimeRemainingColumn(),
+            TextColumn("[red]{task.fields[failed]} failed"),
+            console=stderr,
+        )
+        self._task = None
+        self._failed = 0
+        self._hint = interrupted_hint
+
+    def __enter__(self) -> RunProgress:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self._progress.stop()
+        if exc_type is KeyboardInterrupt and self._hint:
+            stderr.print(self._hint)
+
+    def started(self, total: int, todo: int) -> None:
+        if todo:
+            self._progress.start()
+            self._task = self._progress.add_task("videos", total=todo, failed=0)
+
+    def finished(self, record) -> None:
+        if getattr(record, "status", None) == "error":
+            self._failed += 1
+            self._progress.console.print(Text.assemble(("failed:", "yellow"), " ", record.message), soft_wrap=True)
+        self._progress.update(self._task, advance=1, failed=self._failed)
+
+
+def summary_line(summary) -> str:
+    """``N input(s): X ok, Y failed[, Z already recorded (W of them failed)] -> OUTPUT``."""
+    text = f"{summary.total} input(s): {summary.ok} ok, {summary.failed} failed"
+    if summary.skipped:
+        text += f", {summary.skipped} already recorded ({summary.failed_before} of them failed)"
+    return f"{text} -> {summary.output}"
+
+
+def prediction_table(result) -> Table:
+    frames = sum(len(c.indices) for c in result.clips) // max(1, len(result.clips))
+    views = f"{len(result.clips)} clip(s) x {result.crops} crop(s) of {frames} frames"
+    caption = f"{result.model.name} · {result.model.dtype} on {result.model.device} · {views}"
+    table = Table(title=escape(result.path), caption=escape(caption), title_justify="left", caption_justify="left")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    table.add_column("", min_width=20)
+    for rank, p in enumerate(result.predictions, 1):
+        bar = "█" * round(p.probability * 20)
+        table.add_row(str(rank), escape(p.label), f"{p.probability:.1%}", f"[green]{bar}[/]")
+    return table
+
+
+def models_table(rows, default_model: str) -> Table:
+    from rich import box
+
+    licences = sorted({p.license or "unknown" for p, _ in rows})
+    caption = f"default: {default_model}; licence: {', '.join(licences)}; --model also takes a hub id or a folder"
+    table = Table(caption=caption, caption_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("name", "source", "frames", "labels", "licence", "cached"):
+        table.add_column(column, no_wrap=column != "source", overflow="fold")
+    for p, ok in rows:
+        table.add_row(
+            p.name,
+            p.source if p.bundled is None else "bundled",
+            f"{p.frames}x{p.image_size}",
+            str(p.num_labels),
+            p.license or "?",
+            "[green]yes[/]" if ok else "no",
+        )
+    return table
+
+
+def info_table(found) -> Table:
+    import dataclasses
+
+    duration = f"{found.duration_s:.3f} s" if found.duration_s is not None else "unknown duration"
+    table = Table(title=f"{found.path} ({found.container}, {duration})", title_justify="left")
+    table.add_column("stream", style="bold")
+    for stream in found.streams:
+        chosen = " (used)" if stream.index == found.video_stream else ""
+        table.add_column(f"{stream.index}: {stream.type}{chosen}")
+    for field in dataclasses.fields(type(found.streams[0]))[2:] if found.streams else ():
+        values = [getattr(stream, field.name) for stream in found.streams]
+        if all(v is None for v in values):
+            continue
+        table.add_row(field.name, *(_cell(v) for v in values))
+    return table
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def evaluation_tables(result) -> tuple[Table, Table]:
+    """The accuracy per class with the totals, and the confusion matrix."""
+    summary = Table(title=f"{result.model.name}: {result.count} videos", title_justify="left")
+    for column in ("label", "videos", "top-1"):
+        summary.add_column(column, justify="left" if column == "label" else "right")
+    for c in result.per_class:
+        summary.add_row(c.label, str(c.count), f"{c.accuracy:.1%}")
+    summary.add_section()
+    summary.add_row("[bold]all[/]", str(result.count), f"[bold]{result.top1:.1%}[/] (top-5 {result.top5:.1%})")
+    confusion = Table(title="confusion (rows: true, columns: predicted)", title_justify="left")
+    confusion.add_column("")
+    for column in result.columns:
+        confusion.add_column(column, justify="right")
+    for label, row in zip(result.labels, result.confusion, strict=True):
+        confusion.add_row(label, *(str(n) if n else "." for n in row))
+    return summary, confusion
+
+
+class TrainDisplay:
+    """A ``progress`` callback for ``train`` that draws a Rich progress bar (loss, accuracy, time left) and prints
+    one line per finished epoch. Use it as a context manager around ``train``."""
+
+    def __init__(self, console=None):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console or stderr
+        self._progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[accuracy]:.3f}"),
+            TimeElapsedColumn(),
+            TextColumn("left {task.fields[remaining]}"),
+            console=self.console,
+        )
+        self._task = None
+
+    def __enter__(self) -> TrainDisplay:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def __call__(self, event) -> None:
+        remaining = "?" if event.remaining is None else time.strftime("%H:%M:%S", time.gmtime(event.remaining))
+        fields = {"epoch": f"{event.epoch}/{event.epochs}", "loss": event.loss, "accuracy": event.accuracy}
+        if self._task is None:
+            self._task = self._progress.add_task("train", total=event.total_steps, remaining=remaining, **fields)
+        self._progress.update(self._task, completed=event.step, remaining=remaining, **fields)
+        if event.epoch_done:
+            held_out = ""
+            if event.val_accuracy is not None:
+                held_out = f"  held-out loss {event.val_loss:.4f} acc {event.val_accuracy:.3f}"
+            skipped = f"  ({event.skipped} videos skipped)" if event.skipped else ""
+            self._progress.console.log(
+                f"epoch {event.epoch}/{event.epochs}  step {event.step}  loss {event.loss:.4f}"
+                f"  acc {event.accuracy:.3f}{held_out}{skipped}"
+            )

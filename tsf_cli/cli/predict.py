@@ -1,0 +1,204 @@
+"""``tsf classify``, ``tsf batch``, ``tsf embed``: videos in, labels or vectors out."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import api
+from ..errors import EXIT_SOME_FAILED, VideoError
+from ..results import VideoFailure
+from . import display
+from .options import (
+    BatchOpt,
+    ClipsOpt,
+    CropsOpt,
+    DeviceOpt,
+    DType,
+    DTypeOpt,
+    FramesOpt,
+    ModelOpt,
+    OutputOpt,
+    OverwriteOpt,
+    Pool,
+    RecursiveOpt,
+    ResumeOpt,
+    RetryOpt,
+    RevisionOpt,
+    SamplingOpt,
+    SourcesArg,
+    StartOpt,
+    StrideOpt,
+    TimeoutOpt,
+    WorkersOpt,
+    value,
+)
+
+TopKOpt = Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels to show per video.")]
+RESUME_HINT = "Finished records are kept: run the same command with --resume to continue."
+
+
+def classify(
+    videos: Annotated[list[Path], typer.Argument(help="Video files.", show_default=False)],
+    model: ModelOpt = None,
+    top_k: TopKOpt = 5,
+    device: DeviceOpt = "auto",
+    dtype: DTypeOpt = DType.auto,
+    frames: FramesOpt = None,
+    sampling: SamplingOpt = None,
+    stride: StrideOpt = None,
+    clips: ClipsOpt = None,
+    crops: CropsOpt = None,
+    start: StartOpt = None,
+    revision: RevisionOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of tables.")] = False,
+):
+    """Top-k labels of each video, as a table (or JSON with --json)."""
+    for video in videos:
+        if not video.exists():
+            raise VideoError(video, "no such file")
+    records = api.classify(
+        videos,
+        model=model or api.DEFAULT_MODEL,
+        top_k=top_k,
+        revision=revision,
+        device=device,
+        dtype=value(dtype),
+        frames=frames,
+        sampling=value(sampling),
+        stride=stride,
+        clips=clips,
+        crops=crops,
+        start=start,
+        observer=display.Loading(),
+    )
+    if as_json:
+        api.write_json_document(records, sys.stdout)
+    else:
+        for record in records:
+            if not isinstance(record, VideoFailure):
+                display.stdout.print(display.prediction_table(record))
+    failures = [r for r in records if isinstance(r, VideoFailure)]
+    for failure in failures:
+        display.error(failure.message)
+    if failures:
+        raise typer.Exit(VideoError.exit_code)
+
+
+def batch(
+    sources: SourcesArg,
+    output: OutputOpt,
+    recursive: RecursiveOpt = False,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    retry_failed: RetryOpt = False,
+    batch_size: BatchOpt = 4,
+    workers: WorkersOpt = None,
+    timeout: TimeoutOpt = 300,
+    model: ModelOpt = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels to keep per video.")] = 5,
+    device: DeviceOpt = "auto",
+    dtype: DTypeOpt = DType.auto,
+    frames: FramesOpt = None,
+    sampling: SamplingOpt = None,
+    stride: StrideOpt = None,
+    clips: ClipsOpt = None,
+    crops: CropsOpt = None,
+    start: StartOpt = None,
+    revision: RevisionOpt = None,
+):
+    """Classify every file of folders, globs or lists into OUTPUT (.jsonl or .csv), one record per input.
+
+    Records are written as each video finishes, so an interrupted run leaves a valid file that --resume continues.
+    Exit code 8 when any input failed.
+    """
+    with display.RunProgress(RESUME_HINT) as progress:
+        summary = api.batch(
+            sources,
+            output,
+            model=model or api.DEFAULT_MODEL,
+            recursive=recursive,
+            resume=resume,
+            overwrite=overwrite,
+            retry_failed=retry_failed,
+            top_k=top_k,
+            batch_size=batch_size,
+            workers=workers,
+            timeout=timeout,
+            revision=revision,
+            device=device,
+            dtype=value(dtype),
+            frames=frames,
+            sampling=value(sampling),
+            stride=stride,
+            clips=clips,
+            crops=crops,
+            start=start,
+            observer=progress,
+        )
+    _finish(summary)
+
+
+def embed(
+    sources: SourcesArg,
+    output: OutputOpt,
+    pool: Annotated[
+        Pool, typer.Option(help="cls: the final-norm CLS token; mean: the mean of the patch tokens.")
+    ] = Pool.cls,
+    recursive: RecursiveOpt = False,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    retry_failed: RetryOpt = False,
+    batch_size: BatchOpt = 4,
+    workers: WorkersOpt = None,
+    timeout: TimeoutOpt = 300,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    dtype: DTypeOpt = DType.auto,
+    frames: FramesOpt = None,
+    sampling: SamplingOpt = None,
+    stride: StrideOpt = None,
+    clips: ClipsOpt = None,
+    crops: CropsOpt = None,
+    start: StartOpt = None,
+    revision: RevisionOpt = None,
+):
+    """One embedding per video into OUTPUT: .npy (+ .json sidecar), .npz, .safetensors, .parquet or .jsonl.
+
+    The file is written atomically at the end; until then results go to OUTPUT.partial.jsonl, which --resume
+    continues. Exit code 8 when any input failed.
+    """
+    with display.RunProgress(RESUME_HINT) as progress:
+        summary = api.embed_files(
+            sources,
+            output,
+            model=model or api.DEFAULT_MODEL,
+            pool=value(pool),
+            recursive=recursive,
+            resume=resume,
+            overwrite=overwrite,
+            retry_failed=retry_failed,
+            batch_size=batch_size,
+            workers=workers,
+            timeout=timeout,
+            revision=revision,
+            device=device,
+            dtype=value(dtype),
+            frames=frames,
+            sampling=value(sampling),
+            stride=stride,
+            clips=clips,
+            crops=crops,
+            start=start,
+            observer=progress,
+        )
+    _finish(summary)
+
+
+def _finish(summary) -> None:
+    display.stderr.print(display.summary_line(summary), soft_wrap=True, markup=False)
+    if summary.failed or summary.failed_before:
+        raise typer.Exit(EXIT_SOME_FAILED)

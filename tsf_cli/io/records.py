@@ -1,0 +1,400 @@
+"""Record files of ``tsf batch`` and the JSON document of ``tsf classify --json``.
+
+Record sinks (``.jsonl``, ``.csv``, chosen from ``RECORD_FORMATS``) get one record per video, appended and flushed as
+each video finishes, so an interrupted batch leaves a valid file that ``resume=True`` continues. A crash can tear only
+the last record; resuming cuts it off before appending. One run at a time: a sink locks its file.
+``write_json_document`` writes the single document of ``tsf classify --json`` to a stream.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from .. import __version__
+from ..errors import OutputError
+from ..results import VideoFailure, VideoResult
+from .atomic import atomic_file, lock_file, reporting
+
+# A path is the str the file system gave; on POSIX an undecodable name carries lone surrogates (os.fsdecode), which
+# "surrogateescape" writes back as the name's own bytes instead of failing in the middle of a batch.
+ENCODING_ERRORS = "surrogateescape"
+
+# flush() after every record is what survives kill -9 and Ctrl-C: the bytes are in the kernel. fsync() adds survival
+# of a power loss or OS crash; once a second it costs nothing next to decoding a video and running the model, while
+# a batch of thousands of quickly failing files is not slowed down to the disk's sync rate.
+FSYNC_INTERVAL_S = 1.0
+
+
+def has_content(path: Path) -> bool:
+    return path.exists() and path.stat().st_size > 0
+
+
+def json_line(obj: dict) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8", ENCODING_ERRORS)
+
+
+def by_extension(path: Path, choices: dict, what: str):
+    extension = path.suffix.lower()
+    if extension not in choices:
+        given = f"'{extension}' files" if extension else "a file without an extension"
+        raise OutputError(f"{path}: cannot write {what} as {given}; use one of {', '.join(choices)}")
+    return choices[extension]()
+
+
+# --- Record formats: how one record is encoded, and how an existing file is read back to resume it ---------------
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """One complete record found in an existing file."""
+
+    path: str
+    failed: bool
+    identity: dict | None  # what new records must match to join the file; None for a failure
+    start: int  # the record's bytes in the file, to rewrite it without its failures
+    end: int
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """What an existing file holds: its header, its complete records, and where they end (a torn record follows)."""
+
+    data: bytes
+    header_end: int
+    records: list[_Stored]
+    valid_end: int
+    top_k: int | None  # the top-k a CSV header was written for; None when the format does not fix it
+
+
+def _result_identity(model: str, revision: str | None, predictions: int) -> dict:
+    # The model name and revision say which weights; the number of predictions is the top-k (or the label count when
+    # a model has fewer labels), which a CSV header fixes and which a resumed JSONL should keep as well.
+    return {"model": model, "revision": revision, "predictions": predictions}
+
+
+def _record_identity(record: VideoResult | VideoFailure) -> dict | None:
+    if isinstance(record, VideoFailure):
+        return None
+    return _result_identity(record.model.name, record.model.revision, len(record.predictions))
+
+
+class JsonlRecords:
+    """One JSON object per line: the ``to_dict()`` of each VideoResult or VideoFailure."""
+
+    extension = ".jsonl"
+
+    def header(self, top_k: int | None) -> bytes:
+        return b""
+
+    def encode(self, record, top_k: int | None) -> bytes:
+        return json_line(record.to_dict())
+
+    identity = staticmethod(_record_identity)
+
+    def stored_identity(self, obj: dict) -> dict:
+        return _result_identity(obj["model"]["name"], obj["model"]["revision"], len(obj["predictions"]))
+
+    def read(self, data: bytes) -> _Scan:
+        records, start = [], 0
+        # Only a line with its newline counts: a record is written in one piece ending with "\n", so whatever follows
+        # the last newline is a record cut short by a crash, dropped here and done again.
+        while (end := data.find(b"\n", start)) >= 0:
+            try:
+                obj = json.loads(data[start:end].decode("utf-8", ENCODING_ERRORS))
+                failed = _failed(obj["status"])
+                identity = None if failed else self.stored_identity(obj)
+                records.append(_Stored(obj["path"], failed, identity, start, end + 1))
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"line {len(records) + 1} is not a tsf record ({e!r})") from e
+            start = end + 1
+        return _Scan(data, 0, records, start, top_k=None)
+
+
+def _failed(status: str) -> bool:
+    if status not in ("ok", "error"):
+        raise ValueError(f"unknown status {status!r}")
+    return status == "error"
+
+
+class CsvRecords:
+    """One row per video: path, status, label_1, prob_1 ... label_k, prob_k, error, message, model, revision.
+
+    The header fixes k, so a file can only be resumed with the top-k it was written with. Probabilities are written as
+    Python's repr of the float, which reads back to the same value.
+    """
+
+    extension = ".csv"
+
+    @staticmethod
+    def columns(top_k: int) -> list[str]:
+        ranked = [f"{name}_{rank}" for rank in range(1, top_k + 1) for name in ("label", "prob")]
+        return ["path", "status", *ranked, "error", "message", "model", "revision"]
+
+    def header(self, top_k: int | None) -> bytes:
+        return self._row(self.columns(top_k))
+
+    def encode(self, record, top_k: int | None) -> bytes:
+        if isinstance(record, VideoFailure):
+            return self._row([record.path, record.status, *[""] * (2 * top_k), record.error, record.message, "", ""])
+        if len(record.predictions) > top_k:
+            raise ValueError(f"{record.path}: {len(record.predictions)} predictions do not fit columns for top {top_k}")
+        ranked = [cell for p in record.predictions for cell in (p.label, p.probability)]
+        ranked += [""] * (2 * top_k - len(ranked))
+        model = record.model
+        return self._row([record.path, record.status, *ranked, "", "", model.name, model.revision or ""])
+
+    identity = staticmethod(_record_identity)
+
+    @staticmethod
+    def _row(cells: list) -> bytes:
+        text = io.StringIO()
+        csv.writer(text).writerow(cells)  # QUOTE_MINIMAL: commas, quotes, \r and \n inside cells are quoted
+        return text.getvalue().encode("utf-8", ENCODING_ERRORS)
+
+    def read(self, data: bytes) -> _Scan:
+        lines = _Lines(data)
+        rows = csv.reader(lines, strict=True)
+        header_end, records, top_k = 0, [], None
+        while lines.pos < len(data):
+            start = lines.pos
+            try:
+                row = next(rows)
+            except csv.Error as e:
+                if lines.pos == len(data):
+                    break  # a quoted cell cut short by a crash at the end of the file
+                raise ValueError(f"line {rows.line_num}: {e}") from e
+            if not data.endswith(b"\n", 0, lines.pos):
+                break  # the last row lost its line end in a crash: its last cell may be cut short too
+            if top_k is None:
+                top_k = self._top_k_of(row)
+                header_end = lines.pos
+                continue
+            if len(row) != len(self.columns(top_k)):
+                raise ValueError(f"line {rows.line_num} has {len(row)} cells, not {len(self.columns(top_k))}")
+            failed = _failed(row[1])
+            labels = [label for label in row[2 : 2 + 2 * top_k : 2] if label]
+            identity = None if failed else _result_identity(row[-2], row[-1] or None, len(labels))
+            records.append(_Stored(row[0], failed, identity, start, lines.pos))
+        valid_end = records[-1].end if records else header_end
+        return _Scan(data, header_end, records, valid_end, top_k)
+
+    def _top_k_of(self, header: list[str]) -> int:
+        top_k, odd = divmod(len(header) - len(self.columns(0)), 2)
+        if odd or top_k < 0 or header != self.columns(top_k):
+            raise ValueError("its header is not tsf's columns")
+        return top_k
+
+
+class _Lines:
+    """Feeds csv.reader one line at a time and keeps the byte offset reached, so each row maps to its bytes."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        if self.pos >= len(self.data):
+            raise StopIteration
+        end = self.data.find(b"\n", self.pos) + 1 or len(self.data)  # find() gives -1 on the last, unended line
+        line = self.data[self.pos : end]
+        self.pos = end
+        return line.decode("utf-8", ENCODING_ERRORS)
+
+
+RECORD_FORMATS = {f.extension: f for f in (JsonlRecords, CsvRecords)}
+
+
+def _scan(path: Path, format) -> _Scan:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = b""
+    try:
+        return format.read(data)
+    except ValueError as e:
+        raise OutputError(f"{path}: {e}; is it a tsf {format.extension} output?") from e
+
+
+def _repair(path: Path, scan: _Scan, *, retry_failed: bool) -> list[_Stored]:
+    """Cut off a torn last record and, with ``retry_failed``, drop the failures; returns the records kept."""
+    if retry_failed and any(r.failed for r in scan.records):
+        kept = [r for r in scan.records if not r.failed]
+        # Rewritten whole rather than edited, so a crash leaves either the old file or the new one.
+        with atomic_file(path) as f:
+            f.write(scan.data[: scan.header_end])
+            for record in kept:
+                f.write(scan.data[record.start : record.end])
+        return kept
+    if scan.valid_end < len(scan.data):
+        with open(path, "r+b") as f:
+            f.truncate(scan.valid_end)
+    return scan.records
+
+
+def completed_paths(path: str | os.PathLike, *, retry_failed: bool = False) -> set[str]:
+    """The videos an existing record file already accounts for; none when it does not exist.
+
+    Like resuming, this repairs the file: a record torn by a crash is cut off, and with ``retry_failed`` the failures
+    are removed so that they are done again. A file that is damaged elsewhere raises OutputError.
+    """
+    path = Path(path)
+    format = by_extension(path, RECORD_FORMATS, "records")
+    if not path.exists():
+        return set()
+    with reporting(path):
+        lock = lock_file(path)  # a run writing the file must not have it repaired under it
+        try:
+            return {r.path for r in _repair(path, _scan(path, format), retry_failed=retry_failed)}
+        finally:
+            if lock is not None:
+                lock.close()
+
+
+class RecordSink:
+    """A file that gets one record per video, appended and flushed as each video finishes.
+
+    ``done`` holds the paths recorded so far, by an earlier run when resuming and by this one; ``failed`` those among
+    them recorded as failures. Writing a path in ``done`` again raises ValueError, so a file never holds two records
+    of one video: callers skip ``done``. Every result must come from the weights and top-k of the results already in
+    the file (model name, revision and number of predictions); a mismatch raises OutputError, since a file mixing
+    them would pass for one run.
+    """
+
+    def __init__(self, path: Path, format, top_k: int | None, *, resume: bool, overwrite: bool, retry_failed: bool):
+        if resume and overwrite:
+            raise ValueError("resume and overwrite exclude each other")
+        if retry_failed and not resume:
+            raise ValueError("retry_failed applies only when resuming")
+        self.path, self.format, self.top_k = path, format, top_k
+        with reporting(path):
+            self._lock = lock_file(path)
+        self._file = None
+        try:
+            records = self._open(resume=resume, overwrite=overwrite, retry_failed=retry_failed)
+            if self._lock is not None and os.fstat(self._lock.fileno()).st_ino != os.fstat(self._file.fileno()).st_ino:
+                # retry_failed rewrote the file whole: lock the new one (a run that got there first stops this one)
+                self._lock.close()
+                with reporting(path):
+                    self._lock = lock_file(path)
+        except BaseException:
+            if self._file is not None:
+                self._file.close()
+            self.release()
+            raise
+        self.done = {r.path for r in records}
+        self.failed = {r.path for r in records if r.failed}
+        self._identity = next((r.identity for r in records if not r.failed), None)
+        self._synced = time.monotonic()
+
+    def _open(self, *, resume: bool, overwrite: bool, retry_failed: bool) -> list[_Stored]:
+        """Check the file against the options, repair it when resuming, open it for appending; the records kept."""
+        path, format, top_k = self.path, self.format, self.top_k
+        records = []
+        with reporting(path):
+            if resume:
+                scan = _scan(path, format)
+                if scan.top_k is not None and scan.top_k != top_k:
+                    raise OutputError(
+                        f"{path} has columns for top {scan.top_k}, not {top_k}: "
+                        f"resume it with --top-k {scan.top_k}, or use --overwrite"
+                    )
+                records = _repair(path, scan, retry_failed=retry_failed)
+            elif not overwrite and has_content(path):
+                raise OutputError(f"{path} already exists: use --resume to continue it or --overwrite to replace it")
+            self._file = open(path, "ab" if resume else "wb")
+            if os.fstat(self._file.fileno()).st_size == 0:
+                self._file.write(format.header(top_k))
+        return records
+
+    def write(self, record) -> None:
+        if record.path in self.done:
+            raise ValueError(f"{record.path} is already recorded in {self.path}")
+        identity = self.format.identity(record)
+        if identity is not None:
+            if self._identity is None:
+                self._identity = identity
+            elif identity != self._identity:
+                raise OutputError(
+                    f"{self.path} holds results of {_describe(self._identity)}, this run gives "
+                    f"{_describe(identity)}: use the same options, --overwrite or another output file"
+                )
+        with reporting(self.path):
+            self._file.write(self.format.encode(record, self.top_k))
+            self._file.flush()
+            if time.monotonic() - self._synced >= FSYNC_INTERVAL_S:
+                os.fsync(self._file.fileno())
+                self._synced = time.monotonic()
+        self.done.add(record.path)
+        if isinstance(record, VideoFailure):
+            self.failed.add(record.path)
+
+    def close(self) -> None:
+        """Flush, sync and close the file; the lock stays until ``release`` (a context manager's exit does both)."""
+        if self._file.closed:
+            return
+        with reporting(self.path):
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+    def release(self) -> None:
+        """Let another run open the file."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self) -> RecordSink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.close()
+        finally:
+            self.release()
+
+
+def _describe(identity: dict) -> str:
+    return ", ".join(f"{key} {value}" for key, value in identity.items())
+
+
+def open_record_sink(
+    path: str | os.PathLike,
+    *,
+    top_k: int,
+    resume: bool = False,
+    overwrite: bool = False,
+    retry_failed: bool = False,
+) -> RecordSink:
+    """Open the ``.jsonl`` or ``.csv`` record file of a batch run; use it as a context manager.
+
+    Without ``resume`` or ``overwrite`` an existing non-empty file is refused. ``resume`` keeps the complete records
+    (cutting off one torn by a crash) and appends; recorded failures count as done unless ``retry_failed``, which
+    removes them from the file first. ``overwrite`` empties the file.
+    """
+    path = Path(path)
+    format = by_extension(path, RECORD_FORMATS, "records")
+    return RecordSink(path, format, top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed)
+
+
+# --- The JSON document of `tsf classify --json` ------------------------------------------------------------------
+
+
+def write_json_document(results: Iterable[VideoResult | VideoFailure], file: TextIO) -> None:
+    """Write ``{"tsf_version": ..., "results": [...]}`` to ``file``, one entry per video in the order given.
+
+    Keys keep the order of ``to_dict()`` (path and status first) instead of being sorted: as stable, and readable.
+    """
+    document = {"tsf_version": __version__, "results": [r.to_dict() for r in results]}
+    json.dump(document, file, indent=2, ensure_ascii=False)
+    file.write("\n")
