@@ -3,6 +3,7 @@
     python benchmarks/bench_model.py            # base config, 8 frames of 224x224, batch 1 and 4, fp32 and bf16
     python benchmarks/bench_model.py --quick    # batch 1 only, fewer runs
     python benchmarks/bench_model.py --threads 1
+    python benchmarks/bench_model.py --no-fast-kernels   # also tsf with its fast paths off: what they are worth
 
 On a machine shared with other work, two-thread timings suffer most: each operator waits at its closing barrier for
 whichever thread the scheduler delayed, so time grows with the operator count rather than the work. The load average
@@ -31,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tsf_cli.model import TimesformerConfig, TimesformerForVideoClassification  # noqa: E402
+from tsf_cli.model.kernels import fast_kernels  # noqa: E402
 
 GFLOP_PER_CLIP = 392.0  # 8 frames of 224x224 through TimeSformer-base, multiply-adds counted as two
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -79,6 +81,12 @@ def build(seed: int):
     return ours.eval(), theirs.eval()
 
 
+def plain(model, pixels):
+    """tsf's model on standard operators only: no oneDNN fused linears, no folded temporal projection."""
+    with fast_kernels(False):
+        return model(pixels)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="batch 1 only, 3 timed runs")
@@ -87,6 +95,9 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=list(DTYPES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's, one per core)")
+    parser.add_argument(
+        "--no-fast-kernels", action="store_true", help="also time tsf inside kernels.fast_kernels(False)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.batches, args.runs = [1], 3
@@ -100,7 +111,7 @@ def main() -> None:
     ours_fp32, theirs_fp32 = build(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     inputs = {b: torch.randn(b, 8, 3, 224, 224, generator=generator) for b in args.batches}
-    top1: dict[str, dict[str, list[torch.Tensor]]] = {"ours": {}, "transformers": {}}
+    top1: dict[str, dict[str, list[torch.Tensor]]] = {}
 
     header = (
         f"{'dtype':5} {'batch':>5} {'engine':12} {'s/clip':>8} {'GFLOP/s':>8} {'of mm':>6} {'ours/tf':>8}"
@@ -111,13 +122,16 @@ def main() -> None:
         dtype = DTYPES[dtype_name]
         peak = matmul_rate(dtype, repeats=3)
         # copies cast once to the dtype (the fp32 originals stay exact for the other dtypes)
-        engines = {"ours": copy.deepcopy(ours_fp32).to(dtype), "transformers": copy.deepcopy(theirs_fp32).to(dtype)}
+        ours, theirs = copy.deepcopy(ours_fp32).to(dtype), copy.deepcopy(theirs_fp32).to(dtype)
+        engines = {"ours": ours, "transformers": theirs}
+        if args.no_fast_kernels:
+            engines["ours, plain"] = lambda pixels, ours=ours: plain(ours, pixels)
         for batch in args.batches:
             pixels = inputs[batch].to(dtype)
             times: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
             with torch.inference_mode():
                 for name, model in engines.items():  # warm-up; its logits give the top-1 classes
-                    top1[name].setdefault(dtype_name, []).append(model(pixels).logits.float().argmax(-1))
+                    top1.setdefault(name, {}).setdefault(dtype_name, []).append(model(pixels).logits.float().argmax(-1))
                 for _ in range(args.runs):
                     for name, model in engines.items():
                         times[name].append(timed_both(lambda model=model, pixels=pixels: model(pixels)))
@@ -125,7 +139,7 @@ def main() -> None:
             cpu_per_clip = {name: statistics.median(c for _, c in values) / batch for name, values in times.items()}
             for name in engines:
                 rate = GFLOP_PER_CLIP / per_clip[name]
-                ours = name == "ours"
+                ours = name != "transformers"
                 ratio = f"{per_clip['transformers'] / per_clip[name]:7.2f}x" if ours else " " * 8
                 cpu_ratio = f"{cpu_per_clip['transformers'] / cpu_per_clip[name]:7.2f}x" if ours else ""
                 rows.append(

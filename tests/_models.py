@@ -6,6 +6,7 @@ Everything here is small enough to run in milliseconds on a CPU, and nothing tou
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -59,11 +60,29 @@ def pixel_values(batch: int = 2, frames: int = 4, height: int = 32, width: int |
     return torch.randn(batch, frames, 3, height, width or height, generator=generator)
 
 
+# The preprocessing of a tiny classifier that tsf can run end to end: frames resized to 32 on the short side, a 32x32
+# centre crop, the TimeSformer checkpoints' normalisation.
+PROCESSOR = {
+    "size": {"shortest_edge": 32},
+    "crop_size": {"height": 32, "width": 32},
+    "image_mean": [0.45, 0.45, 0.45],
+    "image_std": [0.225, 0.225, 0.225],
+    "image_processor_type": "VideoMAEImageProcessor",
+}
+
+
 def save_tiny_checkpoint(folder: Path, cls=TimesformerForVideoClassification, seed: int = 0, **overrides):
     """Write a tiny random checkpoint (config.json + model.safetensors) into ``folder``; returns the model."""
     model = tiny_model(cls, seed, **overrides)
     model.save_pretrained(folder)
     return model
+
+
+def save_tiny_classifier(folder: Path, seed: int = 0, **overrides) -> Path:
+    """A tiny checkpoint with its preprocessor_config.json: a model folder that ``tsf classify --model`` takes."""
+    save_tiny_checkpoint(folder, seed=seed, **overrides)
+    (folder / "preprocessor_config.json").write_text(json.dumps(PROCESSOR))
+    return folder
 
 
 def make_hub_cache(

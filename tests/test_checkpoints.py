@@ -369,7 +369,8 @@ def test_convert_original_checkpoint(transformers, tmp_path, attention_type):
     video = pixel_values(frames=3, height=48)
     assert torch.equal(logits(converted, video), logits(model, video))
     converted.save_pretrained(tmp_path / "hf")
-    assert transformers.TimesformerForVideoClassification.from_pretrained(tmp_path / "hf") is not None
+    theirs = transformers.TimesformerForVideoClassification.from_pretrained(tmp_path / "hf")
+    assert (theirs.config.attention_type, theirs.config.id2label[4]) == (attention_type, "c4")
 
 
 def test_convert_rejects_unknown_tensors(tmp_path):

@@ -15,19 +15,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests._models import COMMIT, checkpoint_files, make_hub_cache, save_tiny_checkpoint
+from tests._models import COMMIT, checkpoint_files, make_hub_cache, save_tiny_classifier
 from tests._videos import corrupt_file, make_audio, make_empty, make_text, make_video
 from tsf_cli import api
 from tsf_cli.cli import app
 from tsf_cli.inference import runner
 
-PROCESSOR = {
-    "size": {"shortest_edge": 32},
-    "crop_size": {"height": 32, "width": 32},
-    "image_mean": [0.45, 0.45, 0.45],
-    "image_std": [0.225, 0.225, 0.225],
-    "image_processor_type": "VideoMAEImageProcessor",
-}
 GOOD = ["a.mp4", "b.webm", "c.mkv"]
 BAD = {
     "corrupt.mp4": "VideoError",
@@ -39,10 +32,7 @@ BAD = {
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("ckpt")
-    save_tiny_checkpoint(folder)
-    (folder / "preprocessor_config.json").write_text(json.dumps(PROCESSOR))
-    return folder
+    return save_tiny_classifier(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")

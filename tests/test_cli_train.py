@@ -60,10 +60,13 @@ def test_train_then_eval_through_the_cli(dataset, base, tmp_path):
     result = invoke("eval", dataset / "val", "--model", out, "--json", "--csv", confusion, "--workers", "0")
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)
-    assert scores["count"] == 6 and 0.0 <= scores["top1"] <= 1.0
+    assert scores["count"] == 6
     assert sum(c["count"] for c in scores["per_class"]) == 6
     rows = list(csv.reader(confusion.open()))
     assert rows[0][0] == "true \\ predicted" and sum(int(n) for row in rows[1:] for n in row[1:]) == 6
+    correct = sum(int(row[i]) for i, row in enumerate(rows[1:], start=1))  # the diagonal of the CSV's matrix
+    assert scores["top1"] == correct / 6
+    assert scores["confusion"]["counts"] == [[int(n) for n in row[1:]] for row in rows[1:]]
 
     table = invoke("eval", dataset / "val", "--model", out, "--workers", "0")
     assert table.exit_code == 0 and "confusion" in table.stdout and "top-5" in table.stdout

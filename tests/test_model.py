@@ -25,6 +25,7 @@ from tsf_cli.model import (
     TimesformerModel,
     VideoClassifierOutput,
 )
+from tsf_cli.model.timesformer import Block
 
 ATOL, RTOL = 1e-5, 1e-4
 
@@ -337,6 +338,58 @@ def test_eval_outputs_equal_with_and_without_grad_and_fold_follows_weight_change
     assert not torch.allclose(changed, folded)
     assert_close(changed, model(video).logits.detach(), "refolded")
     assert set(model.state_dict()) == keys
+
+
+def test_the_fast_kernels_switch_leaves_standard_operators_only(monkeypatch):
+    from tsf_cli.model import kernels
+
+    if kernels._ONEDNN_LINEAR is None:
+        pytest.skip("this torch build has no oneDNN fused linear")
+    model, video = tiny_model(), pixel_values()
+    fused, folds = [], []
+    real_linear, real_fold = kernels._ONEDNN_LINEAR, Block.folded_temporal_projection
+    monkeypatch.setattr(kernels, "_ONEDNN_LINEAR", lambda *args: fused.append(1) or real_linear(*args))
+    monkeypatch.setattr(Block, "folded_temporal_projection", lambda self: folds.append(1) or real_fold(self))
+    with torch.inference_mode():
+        fast = model(video).logits
+    assert fused and folds  # the default at inference
+    fused.clear(), folds.clear()
+    with kernels.fast_kernels(False), torch.inference_mode():
+        plain = model(video).logits
+    assert fused == [] and folds == []
+    assert_close(plain, fast, "fast kernels on vs off")
+    with torch.inference_mode():
+        model(video)
+    assert fused and folds  # the block restored the default
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "space_only", "joint_space_time"])
+def test_torch_export_traces_the_model(attention_type):
+    from tsf_cli.model.kernels import fast_kernels
+
+    model, video = tiny_model(attention_type=attention_type), pixel_values()
+    with fast_kernels(False), torch.no_grad():
+        program = torch.export.export(model, (video,))
+        assert_close(program.module()(pixel_values(seed=1)).logits, model(pixel_values(seed=1)).logits, "exported")
+    with torch.no_grad():  # exporting announces itself, so the fast paths step aside with the switch left on
+        torch.export.export(model, (video,))
+
+
+def test_the_onnx_exporter_writes_the_model(tmp_path):
+    pytest.importorskip("onnxscript")
+    onnx = pytest.importorskip("onnx")
+    from tsf_cli.model.kernels import fast_kernels
+
+    model = tiny_model()
+    with fast_kernels(False):
+        program = torch.onnx.export(
+            model, (pixel_values(),), dynamo=True, verbose=False, input_names=["pixel_values"], output_names=["logits"]
+        )
+    program.save(tmp_path / "model.onnx")
+    proto = onnx.load(tmp_path / "model.onnx")
+    onnx.checker.check_model(proto)
+    assert [o.name for o in proto.graph.output] == ["logits"]
+    assert [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim] == [2, 5]
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -9,11 +9,12 @@ At inference (no gradients) the model takes shortcuts that are exact algebra but
 - each divided block folds ``temporal_attention.output.dense`` and ``temporal_dense`` into one linear map, cached
   against the identity of the four tensors it was computed from.
 
-``torch.onnx.export`` and ``torch.export.export`` can do neither: the oneDNN op has no ONNX form and no autograd
-formula, and the fold's cache reads tensor identities that a tracer replaces. Inside ``fast_kernels(False)`` the
-model runs only standard operators (``F.linear``, ``F.scaled_dot_product_attention`` and friends), which every
-exporter and compiler understands; the results equal the fast path's within rounding. The fast paths stay the
-default, and anything that needs gradients never takes them.
+Tracers can do neither: the oneDNN op has no ONNX form and no autograd formula, and the fold's cache reads tensor
+identities that a tracer replaces. Inside ``fast_kernels(False)`` the model runs only standard operators
+(``F.linear``, ``F.scaled_dot_product_attention`` and friends), which every exporter and compiler understands; the
+results equal the fast path's within rounding. The fast paths stay the default; anything that needs gradients never
+takes them, and neither do the tracers PyTorch announces (``torch.export``, the ONNX exporter built on it,
+``torch.compile``, TorchScript tracing), so those work with the switch left alone.
 
     from tsf_cli.model.kernels import fast_kernels
 
@@ -70,8 +71,8 @@ def fast_kernels(enabled: bool) -> Iterator[None]:
 
 
 def fast_paths_apply() -> bool:
-    """Whether the fast inference paths may run now: switched on, and no gradient wanted."""
-    return _enabled and not torch.is_grad_enabled()
+    """Whether the fast inference paths may run now: switched on, no gradient wanted, and no tracer at work."""
+    return _enabled and not torch.is_grad_enabled() and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
 
 
 # oneDNN's fused linear is registered wherever PyTorch is built with oneDNN (the official CPU wheels are). Besides

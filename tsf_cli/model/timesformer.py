@@ -239,6 +239,11 @@ class VideoClassifierOutput(ModelOutput):
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
+# torch.export (and the ONNX exporter on top of it) must see through the outputs to the tensors inside.
+torch.export.register_dataclass(BaseModelOutput)
+torch.export.register_dataclass(VideoClassifierOutput)
+
+
 # ------------------------------------------------------------------------------------------------------------ helpers
 
 
