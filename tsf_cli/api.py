@@ -111,16 +111,9 @@ def classify(
     ``frames``, ``sampling``, ``stride``, ``clips``, ``crops`` and ``start`` override the model's own views (None:
     the preset's, or the checkpoint's frame count sampled uniformly).
     """
-    from .inference.runner import as_predictor, run
-
-    predictor = as_predictor(model, observer, revision=revision, device=device, dtype=dtype)
-    views = predictor.view_options(
-        frames=frames, sampling=sampling, stride=stride, clips=clips, crops=crops, start=start
-    )
-    paths = [str(v) for v in videos]
+    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
     options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout}
-    records = {r.path: r for r in run(predictor, paths, views, **options)}
-    return [records[p] for p in paths]
+    return _in_order(videos, predictor, views, options)
 
 
 def embed(
@@ -144,16 +137,9 @@ def embed(
 ) -> list[VideoEmbedding | VideoFailure]:
     """One vector per video, in the order given: the final-norm class token (``pool="cls"``) or the mean of the
     final-norm patch tokens (``"mean"``), averaged over the views."""
-    from .inference.runner import as_predictor, run
-
-    predictor = as_predictor(model, observer, revision=revision, device=device, dtype=dtype)
-    views = predictor.view_options(
-        frames=frames, sampling=sampling, stride=stride, clips=clips, crops=crops, start=start
-    )
-    paths = [str(v) for v in videos]
+    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
     options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout}
-    records = {r.path: r for r in run(predictor, paths, views, **options)}
-    return [records[p] for p in paths]
+    return _in_order(videos, predictor, views, options)
 
 
 def batch(
@@ -188,16 +174,13 @@ def batch(
     loads before ``output`` is touched, so a wrong model never leaves or empties a file. ``workers``: decoding
     processes (None: cores - 1, at most 8; 0 decodes in this process, without crash isolation).
     """
-    from .inference.runner import as_predictor, record_all
+    from .inference.runner import record_all
     from .io.records import open_record_sink
 
     _check_flags(resume, overwrite, retry_failed)
     output = Path(output)
     paths = list_inputs(sources, recursive=recursive, exclude=[output])
-    predictor = as_predictor(model, observer, revision=revision, device=device, dtype=dtype)
-    views = predictor.view_options(
-        frames=frames, sampling=sampling, stride=stride, clips=clips, crops=crops, start=start
-    )
+    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
     workers = default_workers() if workers is None else workers
     options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout}
     with open_record_sink(output, top_k=top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as sink:
@@ -234,7 +217,7 @@ def embed_files(
     Until then finished vectors go to ``<output>.partial.jsonl``, which ``resume`` continues; ``retry_failed`` and
     ``overwrite`` work as for ``batch``. Failed inputs are listed in the file's metadata.
     """
-    from .inference.runner import as_predictor, record_all
+    from .inference.runner import record_all
     from .io.embeddings import get_embedding_writer, open_embedding_journal
 
     _check_flags(resume, overwrite, retry_failed)
@@ -242,14 +225,31 @@ def embed_files(
     get_embedding_writer(output)  # an unsupported format fails before any video is decoded
     side_files = [output, output.with_name(output.name + ".json"), output.with_name(output.name + ".partial.jsonl")]
     paths = list_inputs(sources, recursive=recursive, exclude=side_files)
-    predictor = as_predictor(model, observer, revision=revision, device=device, dtype=dtype)
-    views = predictor.view_options(
-        frames=frames, sampling=sampling, stride=stride, clips=clips, crops=crops, start=start
-    )
+    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
     workers = default_workers() if workers is None else workers
     options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout}
     with open_embedding_journal(output, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as journal:
         return record_all(predictor, paths, journal, views, output=str(output), observer=observer, **options)
+
+
+def _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start):
+    """The predictor (loaded unless given) and the views the user's choices make of its defaults."""
+    from .inference.runner import as_predictor
+
+    predictor = as_predictor(model, observer, revision=revision, device=device, dtype=dtype)
+    views = predictor.view_options(
+        frames=frames, sampling=sampling, stride=stride, clips=clips, crops=crops, start=start
+    )
+    return predictor, views
+
+
+def _in_order(videos, predictor, views, options) -> list:
+    """One record per video, in the order given (the runner yields them as they finish)."""
+    from .inference.runner import run
+
+    paths = [str(v) for v in videos]
+    records = {r.path: r for r in run(predictor, paths, views, **options)}
+    return [records[p] for p in paths]
 
 
 def _check_flags(resume: bool, overwrite: bool, retry_failed: bool) -> None:
