@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from tsf_cli.errors import DeviceError, ModelNotFoundError, TsfError
+from tsf_cli.errors import DeviceError, ModelNotFoundError, TsfError, UsageError
 from tsf_cli.inference.predictor import Predictor, resolve_device, resolve_dtype
 from tsf_cli.inference.views import ViewOptions
 from tsf_cli.io.inputs import list_inputs
@@ -98,7 +98,7 @@ def test_cuda_asked_for_without_cuda_is_a_device_error(monkeypatch):
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(DeviceError, match="--device cuda was asked for but .*use --device cpu"):
         resolve_device("cuda")
-    with pytest.raises(DeviceError, match="unknown device 'gpu0'"):
+    with pytest.raises(UsageError, match="unknown device 'gpu0'"):  # a bad value, not a missing device
         resolve_device("gpu0")
 
 

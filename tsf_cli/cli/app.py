@@ -11,23 +11,71 @@ torch, PyAV and huggingface_hub are imported inside the commands, so ``tsf --hel
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import sys
+import warnings
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import EXIT_INTERRUPTED, EXIT_USAGE, TsfError
 from . import catalog, demo, display, predict, training
 
+# Options of the whole program that a user may also put after the command (`tsf classify x.mp4 --debug`).
+ANYWHERE = ("--debug", "--quiet", "-q")
+# Errors of the command line itself. Typer bundles its own copy of click, whose classes are reached through the one
+# it exports.
+ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+_state = {"debug": False}
+
+
+class Tsf(TyperGroup):
+    """Typer's group, with errors of the command line as one ``Error:`` line, and ``ANYWHERE`` options taken
+    wherever they stand."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        args = list(sys.argv[1:] if args is None else args)
+        ahead = [a for a in _before_double_dash(args) if a in ANYWHERE]
+        args = ahead + [a for i, a in enumerate(args) if not (a in ANYWHERE and i < _double_dash(args))]
+        try:
+            code = super().main(args, prog_name or "tsf", complete_var, standalone_mode=False, **extra)
+        except ClickException as exc:  # a usage error: unknown option, bad value, missing argument
+            context = getattr(exc, "ctx", None)
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `tsf` alone, or a group without its command
+                display.stdout.print(context.get_help(), markup=False, highlight=False)
+                code = 0
+            else:
+                see = f" (see '{context.command_path} --help')" if context is not None else ""
+                display.error(exc.format_message() + see)
+                code = exc.exit_code
+        except typer.Abort:
+            display.error("interrupted")
+            code = EXIT_INTERRUPTED
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _double_dash(args: list[str]) -> int:
+    return args.index("--") if "--" in args else len(args)
+
+
+def _before_double_dash(args: list[str]) -> list[str]:
+    return args[: _double_dash(args)]
+
+
 app = typer.Typer(
     name="tsf",
+    cls=Tsf,
     help="Classify videos with TimeSformer: top-k labels, folders of videos, embeddings.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-_state = {"debug": False}
 
 
 def reports_errors(command):
@@ -63,13 +111,32 @@ def _version(value: bool):
 
 @app.callback()
 def main_options(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (same as TSF_DEBUG=1).")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks and libraries' logs (or TSF_DEBUG=1).")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Errors only: no progress, warnings or summaries.")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ):
     """Classify videos with TimeSformer."""
     _state["debug"] = debug or os.environ.get("TSF_DEBUG", "") not in ("", "0")
+    display.set_quiet(quiet)
+    if _state["debug"]:
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+        return
+    # Libraries' log records (huggingface_hub's retries, say) reach the terminal only with --debug: a handler on the
+    # root logger keeps Python from printing them through its last-resort handler.
+    logging.getLogger().addHandler(logging.NullHandler())
+    warnings.showwarning = _one_line_warning
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """tsf's own warnings as one ``Warning:`` line; other packages' only with --debug."""
+    if filename.startswith(os.path.dirname(os.path.dirname(__file__))):
+        display.warn(str(message))
 
 
 for name, command in (

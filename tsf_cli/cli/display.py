@@ -14,16 +14,25 @@ from rich.table import Table
 from rich.text import Text
 
 stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False)  # for people: progress, warnings, summaries (silent with --quiet)
+_errors = Console(stderr=True, highlight=False)  # errors, which --quiet never hides
 
 
-def say(label: str, style: str, message: str) -> None:
+def set_quiet(quiet: bool) -> None:
+    stderr.quiet = quiet
+
+
+def say(label: str, style: str, message: str, console: Console = stderr) -> None:
     """``label: message`` on stderr, the message printed as it is."""
-    stderr.print(Text.assemble((f"{label}:", style), " ", message), soft_wrap=True)
+    console.print(Text.assemble((f"{label}:", style), " ", message), soft_wrap=True)
 
 
 def error(message: str) -> None:
-    say("Error", "bold red", message)
+    say("Error", "bold red", message, _errors)
+
+
+def warn(message: str) -> None:
+    say("Warning", "yellow", message)
 
 
 class Loading:

@@ -56,6 +56,9 @@ def train(
     workers: Annotated[int, typer.Option(min=0, help="Decoding processes.")] = 2,
     device: DeviceOpt = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT's last epoch checkpoint.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start a new run in an OUTPUT that holds one.")
+    ] = False,
     seed: int = 0,
     revision: RevisionOpt = None,
 ):
@@ -79,6 +82,7 @@ def train(
             workers=workers,
             device=device,
             resume=resume,
+            overwrite=overwrite,
             seed=seed,
             revision=revision,
             progress=progress,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import CheckpointError, DeviceError
+from ..errors import CheckpointError, DeviceError, UsageError
 from ..media.preprocess import PreprocessConfig, value_table
 from ..model.hub import PREPROCESSOR_NAME, resolve_file, resolve_model
 from ..presets import DEFAULT_MODEL
@@ -33,7 +33,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError as exc:
-        raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from exc
+        raise UsageError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from exc
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             build = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
@@ -41,7 +41,7 @@ def resolve_device(device: str = "auto") -> torch.device:
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise DeviceError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
     elif resolved.type != "cpu":
-        raise DeviceError(f"unsupported device {device!r}: use auto, cpu, cuda or cuda:N")
+        raise UsageError(f"unsupported device {device!r}: use auto, cpu, cuda or cuda:N")
     return resolved
 
 

@@ -72,3 +72,25 @@ def lock_file(path: str | os.PathLike) -> BinaryIO | None:
             return None
         raise
     return handle
+
+
+def check_writable(path: str | os.PathLike, *, folder: bool = False) -> None:
+    """Fail now, with one OutputError line, if ``path`` (a file, or with ``folder`` a folder to create files in)
+    cannot be written: before a run spends minutes on work whose result it could not keep. A folder that does not
+    exist yet counts as writable where it could be created. The check writes and removes a small file, so it sees
+    what permissions bits alone do not (a read-only file system, an administrator's lack of rights elsewhere)."""
+    path = Path(path)
+    target = path if folder else path.parent
+    if not folder and not target.is_dir():
+        raise OutputError(
+            f"{path}: {target} is not a folder" if target.exists() else f"{path}: no such folder {target}"
+        )
+    existing = next(p for p in (target, *target.parents) if p.exists() or p == Path(p.anchor))
+    if not existing.is_dir():
+        raise OutputError(f"{path}: cannot write: {existing} is a file, not a folder")
+    probe = existing / f".tsf-write-check-{secrets.token_hex(4)}"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write in {existing}: {exc.strerror or exc}") from None
+    probe.unlink()

@@ -7,9 +7,12 @@ and where it was looked for.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..errors import ModelNotFoundError
 from ..presets import Preset, all_presets, get_preset
@@ -22,6 +25,9 @@ PREPROCESSOR_NAME = "preprocessor_config.json"
 # A hub repository id: an organisation (or user) and a name, of the characters the hub allows.
 HUB_ID = re.compile(r"^[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+# Without network, huggingface_hub retries each file for about 25 s before it gives up; the hub is asked only when it
+# answers a connection within this time.
+PROBE_TIMEOUT_S = 3.0
 
 
 def resolve_model(model: str) -> tuple[str, Preset | None]:
@@ -111,19 +117,31 @@ def _resolve_hub_file(repo_id, filename, revision, cache_dir, local_files_only, 
 
     where = repo_id if revision is None else f"{repo_id}@{revision}"
     cache, offline = hub_cache_dir(cache_dir), hub_offline(local_files_only)
+    unreachable = None if offline else hub_endpoint_unreachable()
     try:
         path = hf_hub_download(
-            repo_id, filename, revision=revision, cache_dir=cache, local_files_only=offline, token=token
+            repo_id,
+            filename,
+            revision=revision,
+            cache_dir=cache,
+            local_files_only=offline or unreachable is not None,
+            token=token,
         )
         return Path(path)
     except errors.LocalEntryNotFoundError as exc:
         # offline, or the hub is unreachable, and the file is not in the cache: is the snapshot there at all?
         commit = cached_commit(repo_id, revision, cache_dir=cache)
         if commit is None:
-            why = "offline (HF_HUB_OFFLINE=1 or local_files_only)" if offline else "the hub cannot be reached"
+            if offline:
+                why, hint = "offline (HF_HUB_OFFLINE=1 or local_files_only)", ""
+            else:
+                why, hint = (
+                    f"the hub cannot be reached ({unreachable or 'it gave no answer'})",
+                    "; HF_HUB_OFFLINE=1 skips the hub",
+                )
             raise ModelNotFoundError(
-                f"{where}: not cached in {cache} and {why}; download it once with network access, "
-                "or pass a local folder"
+                f"{where}: not cached in {cache} and {why}; download it once with network access, or pass a local "
+                f"folder (--model demo runs the bundled model{hint})"
             ) from exc
         if required:
             raise ModelNotFoundError(
@@ -143,6 +161,31 @@ def _resolve_hub_file(repo_id, filename, revision, cache_dir, local_files_only, 
         raise ModelNotFoundError(f"{repo_id}: no revision {revision!r} on the hub") from exc
     except errors.HfHubHTTPError as exc:
         raise ModelNotFoundError(f"{where}: the hub refused {filename}: {exc}".splitlines()[0]) from exc
+
+
+def hub_endpoint_unreachable() -> str | None:
+    """Why the hub cannot be reached (its host does not resolve, or does not accept a connection within
+    ``PROBE_TIMEOUT_S``), or None when it can, or when a proxy is configured (the proxy decides what is reachable)."""
+    from huggingface_hub import constants
+
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    return _connection_failure(endpoint.hostname or "", port)
+
+
+@functools.cache
+def _connection_failure(host: str, port: int) -> str | None:
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+            return None
+    except socket.gaierror:
+        return f"{host} does not resolve"
+    except TimeoutError:
+        return f"no answer from {host} within {PROBE_TIMEOUT_S:g} s"
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or exc}"
 
 
 def cached_commit(

@@ -7,14 +7,13 @@ import csv as csv_module
 import io
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import DatasetError, OutputError
+from ..errors import DatasetError
 from ..inference.runner import Observer, as_predictor, run
-from ..io.atomic import atomic_file, reporting
+from ..io.atomic import atomic_file, check_writable, reporting
 from ..media.limits import DEFAULT_TIMEOUT_S
 from ..presets import DEFAULT_MODEL
 from ..results import ModelInfo, VideoFailure
@@ -88,8 +87,8 @@ def evaluate(
     confusion matrix there (atomically; its folder is checked before any video is decoded).
     """
     videos = list_labelled_videos(data_dir)
-    if csv is not None and not Path(csv).parent.is_dir():
-        raise OutputError(f"{csv}: no such folder {Path(csv).parent}")
+    if csv is not None:
+        check_writable(csv)
     observer = observer or Observer()
     predictor = as_predictor(model, observer, revision=revision, device=device, dtype=dtype)
     views = predictor.view_options(frames=frames, sampling=sampling, stride=stride, clips=clips, crops=crops)

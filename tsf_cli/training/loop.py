@@ -25,12 +25,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..errors import CheckpointError, DatasetError, TsfError
+from ..errors import CheckpointError, DatasetError, OutputError, UsageError
 from ..inference.predictor import load_preprocess_config, resolve_device
 from ..inference.views import Augment, ViewOptions
-from ..io.atomic import atomic_file
+from ..io.atomic import atomic_file, check_writable, reporting
 from ..media.preprocess import normalize, value_table
 from ..model.hub import PREPROCESSOR_NAME, resolve_model
+from ..model.loading import first_line, torch_load
 from ..model.timesformer import TimesformerConfig, TimesformerForVideoClassification
 from ..results import VideoFailure
 from .data import EpochSampler, VideoDataset, list_labelled_videos, loader, split_held_out
@@ -195,11 +196,12 @@ def _base_model(model: str, labels: tuple[str, ...], *, from_scratch: bool, revi
 
 def _save_checkpoint(network, preprocess_config, output_dir: Path, state: dict) -> None:
     """The loadable model first, then the resume state; every file is replaced whole, never left half-written."""
-    network.save_pretrained(output_dir)
-    with atomic_file(output_dir / PREPROCESSOR_NAME) as file:
-        file.write((json.dumps(preprocess_config.to_dict(), indent=2) + "\n").encode("utf-8"))
-    with atomic_file(output_dir / STATE_FILE) as file:
-        torch.save(state, file)
+    with reporting(output_dir):
+        network.save_pretrained(output_dir)
+        with atomic_file(output_dir / PREPROCESSOR_NAME) as file:
+            file.write((json.dumps(preprocess_config.to_dict(), indent=2) + "\n").encode("utf-8"))
+        with atomic_file(output_dir / STATE_FILE) as file:
+            torch.save(state, file)
 
 
 def train(
@@ -223,6 +225,7 @@ def train(
     device: str = "auto",
     mixed_precision: bool = True,
     resume: bool = False,
+    overwrite: bool = False,
     seed: int = 0,
     revision: str | None = None,
     progress: Callable[[TrainProgress], None] | None = None,
@@ -234,14 +237,21 @@ def train(
     optimizer step. On a GPU ``mixed_precision`` runs the forward pass in bf16 (fp16 with loss scaling where bf16
     is missing); on a CPU training is fp32. ``resume`` continues from ``output/training_state.pt`` with the
     next epoch; a larger ``epochs`` than before extends the run (the rest of the schedule stretches to fit).
+    ``overwrite`` starts a new run in a folder that holds one. The output folder is checked before any work.
     """
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("grad_accum", grad_accum)):
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite exclude each other")
     output_dir = Path(output)
+    check_writable(output_dir, folder=True)
     state = _load_state(output_dir) if resume else None
-    if not resume and (output_dir / STATE_FILE).exists():
-        raise TsfError(f"{output_dir} already holds a training run: pass resume to continue it, or another folder")
+    if not resume and not overwrite and (output_dir / STATE_FILE).exists():
+        raise OutputError(
+            f"{output_dir} already holds a training run: use --resume to continue it, --overwrite to start again, "
+            "or another folder"
+        )
 
     videos = list_labelled_videos(data_dir)
     if val_dir is not None:
@@ -297,14 +307,23 @@ def train(
     history: list[EpochStats] = []
     step, first_epoch = 0, 0
     if state is not None:
-        network.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
-        step, first_epoch = state["step"], state["epoch"]
-        history = [EpochStats(**h) for h in state["history"]]
-    output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            network.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(state["rng"])
+            step, first_epoch = int(state["step"]), int(state["epoch"])
+            history = [EpochStats(**h) for h in state["history"]]
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(
+                f"{output_dir / STATE_FILE}: does not fit this run (same --model and --from-scratch as the first "
+                f"run?): {first_line(exc)}"
+            ) from exc
+    with reporting(output_dir):
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if overwrite:  # a crash before the first new checkpoint must not leave the old run to resume
+            (output_dir / STATE_FILE).unlink(missing_ok=True)
 
     table = torch.from_numpy(value_table(preprocess_config)).to(target)
 
@@ -423,11 +442,18 @@ def train(
     )
 
 
+_STATE_KEYS = {"model", "optimizer", "scheduler", "scaler", "rng", "step", "epoch", "labels", "history"}
+
+
 def _load_state(output_dir: Path) -> dict:
+    """The resume state: tensors and plain data only (``weights_only``), with every part a run needs."""
     path = output_dir / STATE_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: nothing to resume (no {STATE_FILE} in {output_dir})")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError) as exc:
-        raise CheckpointError(f"{path}: cannot read the training state: {exc}") from exc
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not a training state")
+    state = torch_load(path)
+    missing = _STATE_KEYS - set(state) if isinstance(state, dict) else _STATE_KEYS
+    if missing:
+        raise CheckpointError(f"{path}: not a tsf training state (no {', '.join(sorted(missing))})")
+    return state

@@ -1,0 +1,186 @@
+"""What a user sees when something is wrong: one ``Error:`` line on stderr, the documented exit code, no library
+noise, and no work done (or lost) before a mistake in the command line or an unwritable output is found."""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tests._models import save_tiny_classifier
+from tests._training import make_base, make_dataset
+from tests._videos import make_video
+from tsf_cli.cli import app
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_error_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames=24, size=(64, 48))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return save_tiny_classifier(tmp_path_factory.mktemp("ckpt"))
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_hub_fails_at_once_in_one_line_with_the_way_out(video, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    started = time.monotonic()
+    result = invoke("classify", video)
+    assert time.monotonic() - started < 10  # huggingface_hub alone retries for about 25 s
+    assert result.exit_code == 4
+    line = one_error_line(result)
+    assert "the hub cannot be reached" in line and "Connection refused" in line
+    assert "--model demo" in line and "HF_HUB_OFFLINE=1" in line and "local folder" in line
+
+
+def test_an_unreachable_hub_still_finds_a_cached_model(checkpoint, video, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from tests._models import checkpoint_files, make_hub_cache
+
+    make_hub_cache(tmp_path / "hub", "someone/tiny", checkpoint_files(checkpoint))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    result = invoke("classify", video, "--model", "someone/tiny", "--json")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["classify", "--bogus"], "Error: No such option: --bogus (see 'tsf classify --help')"),
+        (["classify"], "Error: Missing argument 'videos'. (see 'tsf classify --help')"),
+        (["batch", "x", "-o", "y.jsonl", "--workers", "-1"], "Error: Invalid value for '--workers'"),
+        (["nosuchcommand"], "Error: No such command 'nosuchcommand'."),
+    ],
+)
+def test_a_bad_command_line_is_one_line_and_exit_2(args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith(message)
+
+
+def test_an_unknown_device_is_a_bad_value_exit_2_and_a_missing_one_exit_7(checkpoint, video, monkeypatch):
+    result = invoke("classify", video, "--model", checkpoint, "--device", "tpu")
+    assert result.exit_code == 2 and "unknown device 'tpu'" in one_error_line(result)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert invoke("classify", video, "--model", checkpoint, "--device", "cuda").exit_code == 7
+
+
+def test_tsf_alone_prints_the_help():
+    result = invoke()
+    assert result.exit_code == 0 and "Commands" in result.stdout and result.stderr == ""
+
+
+def test_debug_and_quiet_work_after_the_command_too(checkpoint, video, tmp_path):
+    result = invoke("classify", video, "--model", "not-a-model", "--debug")
+    assert type(result.exception).__name__ == "ModelNotFoundError"
+    out = tmp_path / "out.jsonl"
+    quiet = invoke("batch", video, "-o", out, "--model", checkpoint, "--workers", "0", "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == "" and out.exists()
+    loud = invoke("batch", video, "-o", out, "--model", checkpoint, "--workers", "0", "--overwrite")
+    assert "1 input(s): 1 ok" in loud.stderr
+    failing = invoke("-q", "classify", tmp_path / "missing.mp4", "--model", checkpoint)
+    assert failing.exit_code == 3 and one_error_line(failing)  # --quiet never hides errors
+
+
+# ------------------------------------------------------------------------------------------ outputs checked first
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("colours"))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return make_base(tmp_path_factory.mktemp("base"))
+
+
+TRAIN = ["--from-scratch", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--val-split", "0"]
+
+
+def test_train_into_a_place_it_cannot_write_fails_before_any_work(dataset, base, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = invoke("train", dataset / "data", "-o", blocker / "model", "--model", base, *TRAIN)
+    assert result.exit_code == 6
+    assert one_error_line(result) == f"Error: {blocker / 'model'}: cannot write: {blocker} is a file, not a folder"
+
+
+def test_train_into_a_run_folder_needs_resume_or_overwrite(dataset, base, tmp_path):
+    out = tmp_path / "model"
+    assert invoke("train", dataset / "data", "-o", out, "--model", base, *TRAIN).exit_code == 0
+    before = (out / "training_state.pt").read_bytes()
+    again = invoke("train", dataset / "data", "-o", out, "--model", base, *TRAIN)
+    assert again.exit_code == 6
+    assert "--resume to continue it, --overwrite to start again" in one_error_line(again)
+    assert (out / "training_state.pt").read_bytes() == before
+    both = invoke("train", dataset / "data", "-o", out, "--model", base, *TRAIN, "--resume", "--overwrite")
+    assert both.exit_code == 2 and "exclude each other" in one_error_line(both)
+    fresh = invoke("train", dataset / "data", "-o", out, "--model", base, *TRAIN, "--overwrite", "--seed", "3")
+    assert fresh.exit_code == 0, fresh.output
+    assert (out / "training_state.pt").read_bytes() != before
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+@pytest.mark.parametrize(
+    "content, cause",
+    [
+        (b"", "empty file"),
+        (b"\x00garbage" * 50, "corrupt, truncated or unsafe PyTorch file"),
+        (pickle.dumps(_Payload()), "corrupt, truncated or unsafe PyTorch file"),
+        (None, "not a tsf training state (no epoch, history"),
+    ],
+)
+def test_a_damaged_or_hostile_training_state_is_one_line_and_exit_5(dataset, base, tmp_path, content, cause, capfd):
+    out = tmp_path / "model"
+    out.mkdir()
+    if content is None:
+        torch.save({"model": {}, "optimizer": {}}, out / "training_state.pt")
+    else:
+        (out / "training_state.pt").write_bytes(content)
+    result = invoke("train", dataset / "data", "-o", out, "--model", base, *TRAIN, "--resume")
+    assert result.exit_code == 5
+    assert cause in one_error_line(result)
+    assert "this must never run" not in result.output + capfd.readouterr().out
+
+
+def test_eval_checks_that_it_can_write_its_csv_before_evaluating(dataset, base, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = invoke("eval", dataset / "val", "--model", base, "--csv", blocker / "sub" / "c.csv", "--workers", "0")
+    assert result.exit_code == 6 and "no such folder" in one_error_line(result)
