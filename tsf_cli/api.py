@@ -104,15 +104,18 @@ def classify(
     batch_size: int = 4,
     workers: int = 0,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    strict: bool = False,
     observer: Observer | None = None,
 ) -> list[VideoResult | VideoFailure]:
     """Top-k labels of each video, in the order given; a video that fails gets a VideoFailure, not an exception.
 
     ``frames``, ``sampling``, ``stride``, ``clips``, ``crops`` and ``start`` override the model's own views (None:
-    the preset's, or the checkpoint's frame count sampled uniformly).
+    the preset's, or the checkpoint's frame count sampled uniformly). A result carries ``warnings`` where its label
+    cannot be trusted (a clip longer than the video, a still image, a damaged file); ``strict`` makes those videos
+    failures instead.
     """
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
-    options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout}
+    options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
     return _in_order(videos, predictor, views, options)
 
 
@@ -133,12 +136,13 @@ def embed(
     batch_size: int = 4,
     workers: int = 0,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    strict: bool = False,
     observer: Observer | None = None,
 ) -> list[VideoEmbedding | VideoFailure]:
     """One vector per video, in the order given: the final-norm class token (``pool="cls"``) or the mean of the
     final-norm patch tokens (``"mean"``), averaged over the views."""
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
-    options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout}
+    options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
     return _in_order(videos, predictor, views, options)
 
 
@@ -164,6 +168,7 @@ def batch(
     clips: int | None = None,
     crops: int | None = None,
     start: float | None = None,
+    strict: bool = False,
     observer: Observer | None = None,
 ) -> BatchSummary:
     """Classify every file that ``sources`` name (folders, globs, .txt lists of paths, files) into ``output``
@@ -182,7 +187,7 @@ def batch(
     paths = list_inputs(sources, recursive=recursive, exclude=[output])
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
     workers = default_workers() if workers is None else workers
-    options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout}
+    options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
     with open_record_sink(output, top_k=top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as sink:
         return record_all(predictor, paths, sink, views, output=str(output), observer=observer, **options)
 
@@ -209,6 +214,7 @@ def embed_files(
     clips: int | None = None,
     crops: int | None = None,
     start: float | None = None,
+    strict: bool = False,
     observer: Observer | None = None,
 ) -> BatchSummary:
     """One embedding per file that ``sources`` name, into ``output``: .npy (+ .json sidecar), .npz, .safetensors,
@@ -227,7 +233,7 @@ def embed_files(
     paths = list_inputs(sources, recursive=recursive, exclude=side_files)
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
     workers = default_workers() if workers is None else workers
-    options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout}
+    options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
     with open_embedding_journal(output, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as journal:
         return record_all(predictor, paths, journal, views, output=str(output), observer=observer, **options)
 

@@ -65,12 +65,14 @@ class VideoResult:
     clips: tuple[ClipFrames, ...]
     crops: int
     model: ModelInfo
+    warnings: tuple[str, ...] = ()  # what the label cannot be trusted for (padded clips, a still picture, ...)
     status: str = field(default="ok", init=False)
 
     def to_dict(self) -> dict:
         return {
             "path": self.path,
             "status": self.status,
+            "warnings": list(self.warnings),
             "model": self.model.to_dict(),
             "clips": [c.to_dict() for c in self.clips],
             "crops": self.crops,
@@ -100,12 +102,14 @@ class VideoEmbedding:
     pool: str  # "cls" or "mean"
     clips: tuple[ClipFrames, ...]
     model: ModelInfo
+    warnings: tuple[str, ...] = ()
     status: str = field(default="ok", init=False)
 
     def to_dict(self) -> dict:
         return {
             "path": self.path,
             "status": self.status,
+            "warnings": list(self.warnings),
             "pool": self.pool,
             "model": self.model.to_dict(),
             "clips": [c.to_dict() for c in self.clips],

@@ -96,7 +96,16 @@ class RunProgress(Loading):
         if getattr(record, "status", None) == "error":
             self._failed += 1
             self._progress.console.print(Text.assemble(("failed:", "yellow"), " ", record.message), soft_wrap=True)
+        for warning in getattr(record, "warnings", ()):
+            self._progress.console.print(Text.assemble(("warning:", "yellow"), f" {record.path}: {warning}"))
         self._progress.update(self._task, advance=1, failed=self._failed)
+
+
+def record_warnings(records) -> None:
+    """Each record's warnings, one ``Warning:`` line each, on stderr."""
+    for record in records:
+        for warning in getattr(record, "warnings", ()):
+            warn(f"{record.path}: {warning}")
 
 
 def summary_line(summary) -> str:

@@ -54,6 +54,9 @@ BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Videos
 WorkersOpt = Annotated[int | None, typer.Option(min=0, help="Decoding processes (0: decode in this process).")]
 TimeoutOpt = Annotated[float, typer.Option(min=1, help="Seconds one video may take to decode before it fails.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout instead of tables.")]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Fail the videos whose results would carry warnings (padded, still, damaged).")
+]
 
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output file; its extension picks the format.")]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")]

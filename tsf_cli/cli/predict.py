@@ -31,6 +31,7 @@ from .options import (
     SamplingOpt,
     SourcesArg,
     StartOpt,
+    StrictOpt,
     StrideOpt,
     TimeoutOpt,
     WorkersOpt,
@@ -54,6 +55,7 @@ def classify(
     crops: CropsOpt = None,
     start: StartOpt = None,
     revision: RevisionOpt = None,
+    strict: StrictOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of tables.")] = False,
 ):
     """Top-k labels of each video, as a table (or JSON with --json)."""
@@ -73,8 +75,10 @@ def classify(
         clips=clips,
         crops=crops,
         start=start,
+        strict=strict,
         observer=display.Loading(),
     )
+    display.record_warnings(records)
     if as_json:
         api.write_json_document(records, sys.stdout)
     else:
@@ -109,6 +113,7 @@ def batch(
     crops: CropsOpt = None,
     start: StartOpt = None,
     revision: RevisionOpt = None,
+    strict: StrictOpt = False,
 ):
     """Classify every file of folders, globs or lists into OUTPUT (.jsonl or .csv), one record per input.
 
@@ -137,6 +142,7 @@ def batch(
             clips=clips,
             crops=crops,
             start=start,
+            strict=strict,
             observer=progress,
         )
     _finish(summary)
@@ -165,6 +171,7 @@ def embed(
     crops: CropsOpt = None,
     start: StartOpt = None,
     revision: RevisionOpt = None,
+    strict: StrictOpt = False,
 ):
     """One embedding per video into OUTPUT: .npy (+ .json sidecar), .npz, .safetensors, .parquet or .jsonl.
 
@@ -193,6 +200,7 @@ def embed(
             clips=clips,
             crops=crops,
             start=start,
+            strict=strict,
             observer=progress,
         )
     _finish(summary)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..media.decode import sample_clips
+from ..media.decode import sample_video
 from ..media.limits import DecodeLimits
 from ..media.preprocess import PreprocessConfig, crop_views
 from ..media.sampling import SAMPLINGS
@@ -72,6 +72,7 @@ class VideoViews:
     pixels: np.ndarray  # (clips * crops, frames, height, width, 3) uint8, resized and cropped, not normalised
     clips: tuple[ClipFrames, ...]
     crops: int
+    warnings: tuple[str, ...] = ()  # what the views cannot show (media.decode.SampledVideo.warnings)
 
 
 def load_views(
@@ -86,7 +87,7 @@ def load_views(
     (the seed draws the frames, the crop and the flip); otherwise the views inference takes."""
     if augment is not None and seed is not None:
         return _augmented(path, options, preprocess_config, limits, augment, np.random.default_rng(seed))
-    clips = sample_clips(
+    sampled = sample_video(
         path,
         options.frames,
         options.sampling,
@@ -97,12 +98,12 @@ def load_views(
         stream=options.stream,
         limits=limits,
     )
-    pixels = crop_views([clip.frames for clip in clips], preprocess_config, crops=options.crops)
-    return VideoViews(path, pixels, _provenance(clips), options.crops)
+    pixels = crop_views([clip.frames for clip in sampled.clips], preprocess_config, crops=options.crops)
+    return VideoViews(path, pixels, _provenance(sampled.clips), options.crops, sampled.warnings)
 
 
 def _augmented(path, options, preprocess_config, limits, augment, rng: np.random.Generator) -> VideoViews:
-    (clip,) = sample_clips(
+    sampled = sample_video(
         path,
         options.frames,
         options.sampling,
@@ -112,6 +113,7 @@ def _augmented(path, options, preprocess_config, limits, augment, rng: np.random
         stream=options.stream,
         limits=limits,
     )
+    (clip,) = sampled.clips
     frames = clip.frames  # (T, H, W, 3) uint8
     height, width = frames.shape[1:3]
     side = round(min(height, width) * math.sqrt(rng.uniform(augment.min_crop_scale, 1.0)))
@@ -120,7 +122,7 @@ def _augmented(path, options, preprocess_config, limits, augment, rng: np.random
     if augment.flip and rng.random() < 0.5:
         frames = frames[:, :, ::-1]
     pixels = crop_views([np.ascontiguousarray(frames)], preprocess_config)
-    return VideoViews(path, pixels, _provenance([clip]), 1)
+    return VideoViews(path, pixels, _provenance([clip]), 1, sampled.warnings)
 
 
 def _provenance(clips) -> tuple[ClipFrames, ...]:

@@ -44,7 +44,10 @@ def _metadata(embeddings: Sequence[VideoEmbedding], failures: Sequence[VideoFail
             "tsf_version": __version__,
             "model": first.model.to_dict() if first else None,
             "pool": first.pool if first else None,
-            "videos": [{"path": e.path, "clips": [c.to_dict() for c in e.clips]} for e in embeddings],
+            "videos": [
+                {"path": e.path, "clips": [c.to_dict() for c in e.clips], "warnings": list(e.warnings)}
+                for e in embeddings
+            ],
             "failures": [f.to_dict() for f in failures],
         }
     )
@@ -127,6 +130,7 @@ class ParquetWriter:
                 "pool": pa.array([e.pool for e in embeddings], pa.string()),
                 "frame_indices": pa.array([[c["indices"] for c in v] for v in clips], pa.list_(pa.list_(pa.int64()))),
                 "timestamps": pa.array([[c["timestamps"] for c in v] for v in clips], pa.list_(pa.list_(pa.float64()))),
+                "warnings": pa.array([list(e.warnings) for e in embeddings], pa.list_(pa.string())),
             }
         )
         table = table.replace_schema_metadata({"tsf": _metadata(embeddings, failures)})
@@ -187,6 +191,7 @@ class _JournalRecords(JsonlRecords):
                 "pool": record.pool,
                 "model": record.model.to_dict(),
                 "clips": [c.to_dict() for c in record.clips],
+                "warnings": list(record.warnings),
                 "vector_f32le_b64": base64.b64encode(vector).decode("ascii"),
             }
         )
@@ -213,6 +218,7 @@ class _JournalRecords(JsonlRecords):
             pool=obj["pool"],
             clips=tuple(ClipFrames(tuple(c["indices"]), tuple(c["timestamps"]), c["padded"]) for c in obj["clips"]),
             model=ModelInfo(**obj["model"]),
+            warnings=tuple(obj.get("warnings", ())),  # journals of earlier versions have none
         )
 
 

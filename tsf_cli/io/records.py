@@ -125,7 +125,8 @@ def _failed(status: str) -> bool:
 
 
 class CsvRecords:
-    """One row per video: path, status, label_1, prob_1 ... label_k, prob_k, error, message, model, revision.
+    """One row per video: path, status, label_1, prob_1 ... label_k, prob_k, error, message, warnings (joined by
+    "; "), model, revision.
 
     The header fixes k, so a file can only be resumed with the top-k it was written with. Probabilities are written as
     Python's repr of the float, which reads back to the same value.
@@ -136,20 +137,23 @@ class CsvRecords:
     @staticmethod
     def columns(top_k: int) -> list[str]:
         ranked = [f"{name}_{rank}" for rank in range(1, top_k + 1) for name in ("label", "prob")]
-        return ["path", "status", *ranked, "error", "message", "model", "revision"]
+        return ["path", "status", *ranked, "error", "message", "warnings", "model", "revision"]
 
     def header(self, top_k: int | None) -> bytes:
         return self._row(self.columns(top_k))
 
     def encode(self, record, top_k: int | None) -> bytes:
         if isinstance(record, VideoFailure):
-            return self._row([record.path, record.status, *[""] * (2 * top_k), record.error, record.message, "", ""])
+            return self._row(
+                [record.path, record.status, *[""] * (2 * top_k), record.error, record.message, "", "", ""]
+            )
         if len(record.predictions) > top_k:
             raise ValueError(f"{record.path}: {len(record.predictions)} predictions do not fit columns for top {top_k}")
         ranked = [cell for p in record.predictions for cell in (p.label, p.probability)]
         ranked += [""] * (2 * top_k - len(ranked))
         model = record.model
-        return self._row([record.path, record.status, *ranked, "", "", model.name, model.revision or ""])
+        warnings = "; ".join(record.warnings)
+        return self._row([record.path, record.status, *ranked, "", "", warnings, model.name, model.revision or ""])
 
     identity = staticmethod(_record_identity)
 
@@ -189,6 +193,10 @@ class CsvRecords:
     def _top_k_of(self, header: list[str]) -> int:
         top_k, odd = divmod(len(header) - len(self.columns(0)), 2)
         if odd or top_k < 0 or header != self.columns(top_k):
+            if header[-4:] == ["error", "message", "model", "revision"]:
+                raise ValueError(
+                    "it was written by an earlier tsf (no warnings column): start it again with --overwrite"
+                )
             raise ValueError("its header is not tsf's columns")
         return top_k
 

@@ -51,6 +51,15 @@ class Clip:
     padded: int  # trailing entries that repeat the last frame because the video is shorter than the clip
 
 
+@dataclass(frozen=True, eq=False)
+class SampledVideo:
+    """The clips of one video, and what a result made from them should say about how much they can tell."""
+
+    clips: list[Clip]
+    num_frames: int  # frames in the stream, as decoded
+    warnings: tuple[str, ...]  # each a sentence: padded clips, a still picture
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Opening
 
@@ -457,7 +466,12 @@ def _decode_forward(container, stream, wanted: set[int], path: str, limits: Deco
 # The public entry points
 
 
-def sample_clips(
+def sample_clips(path, num_frames: int, sampling: str = "uniform", **options) -> list[Clip]:
+    """``sample_video(...).clips``: the clips alone."""
+    return sample_video(path, num_frames, sampling, **options).clips
+
+
+def sample_video(
     path,
     num_frames: int,
     sampling: str = "uniform",
@@ -469,7 +483,7 @@ def sample_clips(
     seed: int | None = None,
     stream: int | None = None,
     limits: DecodeLimits = DecodeLimits(),
-) -> list[Clip]:
+) -> SampledVideo:
     """Decode ``clips`` temporal views of ``num_frames`` frames each from a video.
 
     ``sampling``:
@@ -483,7 +497,7 @@ def sample_clips(
     (``np.random.seed(seed)`` then the docs' function gives the same window), the others a random frame in each
     segment. ``stream`` is a stream index as ``probe`` lists them (default: the best video stream).
 
-    A video shorter than a clip repeats its last frame; ``Clip.padded`` counts the repeats.
+    A video shorter than a clip repeats its last frame; ``Clip.padded`` counts the repeats, and the warnings say so.
     """
     check_sampling(num_frames, sampling, clips, frame_sample_rate, target_fps, start)
     path = os.fspath(path)
@@ -500,7 +514,7 @@ def sample_clips(
             if index.trusted:
                 try:
                     decoded = _SeekingDecoder(container, chosen, index, path, limits, deadline).run(wanted)
-                    return _clips(plans, decoded, index.times)
+                    return _sampled(plans, decoded, index.times)
                 except _Untrusted:
                     pass  # decode from the start below, in a fresh container
         times = index.times
@@ -510,14 +524,14 @@ def sample_clips(
                 _prepare_decoder(chosen, limits)
                 decoded, all_pts = _decode_forward(container, chosen, set(wanted), path, limits, deadline)
                 if len(all_pts) == len(times):
-                    return _clips(plans, decoded, times)
+                    return _sampled(plans, decoded, times)
                 # The decoder gave another number of frames than the packets promised (it dropped or added some):
                 # plan again on what it gave, and decode once more if that needs frames this pass did not keep.
                 times = _times_of(all_pts, chosen)
             plans = _plan_checked(path, len(times), times, num_frames, start, seed, choice)
             wanted = sorted({int(i) for points, _ in plans for i in points})
             if decoded.frames.keys() >= set(wanted):
-                return _clips(plans, decoded, times)
+                return _sampled(plans, decoded, times)
         raise VideoError(path, "the decoder gives a different number of frames on each pass")
     except av.error.FFmpegError as exc:
         raise read_failure(path, exc, limits) from exc
@@ -536,12 +550,32 @@ def _times_of(all_pts: list, stream) -> np.ndarray:
     return np.arange(len(all_pts), dtype=np.float64) / _declared_rate(stream)
 
 
-def _clips(plans, decoded: _Decoded, times: np.ndarray) -> list[Clip]:
+def _sampled(plans, decoded: _Decoded, times: np.ndarray) -> SampledVideo:
     turns = round(decoded.rotation / 90) % 4  # display matrices in the wild are quarter turns
-    result = []
+    clips = []
     for points, padded in plans:
         frames = np.stack([decoded.frames[int(i)] for i in points])  # (T, H, W, 3)
         if turns:
             frames = np.ascontiguousarray(np.rot90(frames, turns, axes=(1, 2)))  # counter-clockwise, as displayed
-        result.append(Clip(frames, tuple(int(i) for i in points), tuple(float(times[i]) for i in points), padded))
-    return result
+        clips.append(Clip(frames, tuple(int(i) for i in points), tuple(float(times[i]) for i in points), padded))
+    return SampledVideo(clips, len(times), _warnings(clips, len(times)))
+
+
+def _warnings(clips: list[Clip], num_frames: int) -> tuple[str, ...]:
+    """What a label made from these clips cannot be trusted for: frames that are not the video's own, no motion."""
+    found = []
+    if num_frames == 1:
+        found.append("a single frame (a still image): there is no motion to classify")
+    else:
+        padded = max(clip.padded for clip in clips)
+        if padded:
+            length = len(clips[0].indices)
+            found.append(
+                f"the clip runs past the video's end ({num_frames} frames): {padded} of its {length} frames repeat "
+                "the last one"
+            )
+        distinct = {int(i) for clip in clips for i in clip.indices}
+        first = clips[0].frames[0]
+        if len(distinct) > 1 and all(np.array_equal(frame, first) for clip in clips for frame in clip.frames):
+            found.append(f"all {len(distinct)} sampled frames are the same picture: nothing moves")
+    return tuple(found)
