@@ -336,10 +336,35 @@ def test_an_interrupted_embedding_run_resumes_from_its_journal(tmp_path):
     assert paths == ["a,b.mp4", "line\nbreak.mp4"]
     assert metadata["failures"] == [failure("broken.mp4").to_dict()]
 
-    with pytest.raises(OutputError, match="is complete .* use --overwrite to redo it"):
-        open_embedding_journal(out, resume=True)
     with pytest.raises(OutputError, match="already exists: use --overwrite"):
         open_embedding_journal(out)
+
+
+def test_resuming_a_finished_embedding_file_adds_new_inputs(tmp_path, embedding_suffix):
+    out = tmp_path / f"emb{embedding_suffix}"
+    warned = VideoEmbedding("a,b.mp4", embedding("x", 0).vector, "cls", CLIPS, embedding("x", 0).model, ("still",))
+    with open_embedding_journal(out) as run:
+        run.write(warned)
+        run.write(failure("broken.mp4"))
+    with open_embedding_journal(out, resume=True) as run:
+        assert run.done == {"a,b.mp4", "broken.mp4"} and run.failed == {"broken.mp4"}
+        with pytest.raises(OutputError, match="dtype float32.*dtype float16"):
+            run.write(embedding("half.mp4", 2, dtype="float16"))
+        run.write(embedding("new.mp4", 1))
+    matrix, paths, metadata = read_embeddings(out)
+    assert paths == ["a,b.mp4", "new.mp4"]
+    np.testing.assert_array_equal(matrix, np.stack([warned.vector, embedding("new.mp4", 1).vector]))
+    assert metadata["failures"] == [failure("broken.mp4").to_dict()]
+    assert run.embeddings[0].warnings == ("still",) and run.embeddings[0].clips == CLIPS
+    assert {p.name for p in tmp_path.iterdir()} == _written(out)
+
+
+def test_a_finished_file_that_cannot_be_read_back_is_refused_with_the_way_out(tmp_path):
+    out = tmp_path / "emb.npz"
+    out.write_bytes(b"not an npz file")
+    with pytest.raises(OutputError, match="cannot be read back to add to it .* use --overwrite"):
+        open_embedding_journal(out, resume=True)
+    assert out.read_bytes() == b"not an npz file" and not (tmp_path / "emb.npz.partial.jsonl").exists()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")

@@ -169,10 +169,12 @@ def batch(
     crops: int | None = None,
     start: float | None = None,
     strict: bool = False,
+    format: str | None = None,
     observer: Observer | None = None,
 ) -> BatchSummary:
     """Classify every file that ``sources`` name (folders, globs, .txt lists of paths, files) into ``output``
-    (.jsonl or .csv), one record per input, each written as its video finishes.
+    (.jsonl or .csv; ``-`` for standard output, in ``format`` "jsonl" or "csv"), one record per input, each written
+    as its video finishes.
 
     ``resume`` continues an interrupted run: inputs the file already records are skipped (``retry_failed`` redoes
     recorded failures); ``overwrite`` starts the file again; without either an existing file is refused. The model
@@ -180,15 +182,21 @@ def batch(
     processes (None: cores - 1, at most 8; 0 decodes in this process, without crash isolation).
     """
     from .inference.runner import record_all
-    from .io.records import open_record_sink
+    from .io.atomic import check_writable
+    from .io.records import STDOUT, open_record_sink
 
     _check_flags(resume, overwrite, retry_failed)
-    output = Path(output)
+    if str(output) != STDOUT:
+        output = Path(output)
+        check_writable(output)  # before any work, the model's loading included
     paths = list_inputs(sources, recursive=recursive, exclude=[output])
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
     workers = default_workers() if workers is None else workers
     options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
-    with open_record_sink(output, top_k=top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as sink:
+    sink = open_record_sink(
+        output, top_k=top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed, format=format
+    )
+    with sink:
         return record_all(predictor, paths, sink, views, output=str(output), observer=observer, **options)
 
 
@@ -224,11 +232,13 @@ def embed_files(
     ``overwrite`` work as for ``batch``. Failed inputs are listed in the file's metadata.
     """
     from .inference.runner import record_all
+    from .io.atomic import check_writable
     from .io.embeddings import get_embedding_writer, open_embedding_journal
 
     _check_flags(resume, overwrite, retry_failed)
     output = Path(output)
     get_embedding_writer(output)  # an unsupported format fails before any video is decoded
+    check_writable(output)
     side_files = [output, output.with_name(output.name + ".json"), output.with_name(output.name + ".partial.jsonl")]
     paths = list_inputs(sources, recursive=recursive, exclude=side_files)
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)

@@ -30,6 +30,11 @@ class Pool(str, Enum):
     mean = "mean"
 
 
+class RecordFormat(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
 def value(choice: Enum | None):
     """An option's plain value for the API (Typer hands over the Enum member)."""
     return choice.value if isinstance(choice, Enum) else choice

@@ -24,6 +24,7 @@ from .options import (
     OutputOpt,
     OverwriteOpt,
     Pool,
+    RecordFormat,
     RecursiveOpt,
     ResumeOpt,
     RetryOpt,
@@ -94,7 +95,9 @@ def classify(
 
 def batch(
     sources: SourcesArg,
-    output: OutputOpt,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output file, .jsonl or .csv; - for standard output (see --format).")
+    ],
     recursive: RecursiveOpt = False,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
@@ -114,6 +117,9 @@ def batch(
     start: StartOpt = None,
     revision: RevisionOpt = None,
     strict: StrictOpt = False,
+    format: Annotated[
+        RecordFormat | None, typer.Option(help="The records' format on standard output (-o -). [default: jsonl]")
+    ] = None,
 ):
     """Classify every file of folders, globs or lists into OUTPUT (.jsonl or .csv), one record per input.
 
@@ -143,9 +149,10 @@ def batch(
             crops=crops,
             start=start,
             strict=strict,
+            format=value(format),
             observer=progress,
         )
-    _finish(summary)
+    _finish(summary, sources)
 
 
 def embed(
@@ -203,10 +210,12 @@ def embed(
             strict=strict,
             observer=progress,
         )
-    _finish(summary)
+    _finish(summary, sources)
 
 
-def _finish(summary) -> None:
+def _finish(summary, sources: list[str]) -> None:
+    if not summary.total:
+        display.warn(f"nothing to do: {', '.join(sources)} holds no files (hidden ones do not count)")
     display.stderr.print(display.summary_line(summary), soft_wrap=True, markup=False)
     if summary.failed or summary.failed_before:
         raise typer.Exit(EXIT_SOME_FAILED)

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .. import __version__
-from ..errors import OutputError
+from ..errors import OutputError, UsageError
 from ..results import VideoFailure, VideoResult
 from .atomic import atomic_file, lock_file, reporting
 
@@ -376,6 +377,9 @@ def _describe(identity: dict) -> str:
     return ", ".join(f"{key} {value}" for key, value in identity.items())
 
 
+STDOUT = "-"  # as an output path: the records go to standard output, for a pipeline
+
+
 def open_record_sink(
     path: str | os.PathLike,
     *,
@@ -383,26 +387,59 @@ def open_record_sink(
     resume: bool = False,
     overwrite: bool = False,
     retry_failed: bool = False,
-) -> RecordSink:
-    """Open the ``.jsonl`` or ``.csv`` record file of a batch run; use it as a context manager.
+    format: str | None = None,
+) -> RecordSink | StreamSink:
+    """Open the ``.jsonl`` or ``.csv`` record file of a batch run (``-``: standard output); use it as a context
+    manager.
 
     Without ``resume`` or ``overwrite`` an existing non-empty file is refused. ``resume`` keeps the complete records
     (cutting off one torn by a crash) and appends; recorded failures count as done unless ``retry_failed``, which
-    removes them from the file first. ``overwrite`` empties the file.
+    removes them from the file first. ``overwrite`` empties the file. ``format`` ("jsonl" or "csv") picks the format
+    of standard output; for a file it must agree with the suffix.
     """
+    if str(path) == STDOUT:
+        if resume:
+            raise UsageError("--resume needs an output file to read back, not -")
+        return StreamSink(by_extension(Path(f"stdout.{format or 'jsonl'}"), RECORD_FORMATS, "records"), top_k)
     path = Path(path)
-    format = by_extension(path, RECORD_FORMATS, "records")
-    return RecordSink(path, format, top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed)
+    record_format = by_extension(path, RECORD_FORMATS, "records")
+    if format is not None and record_format.extension != f".{format}":
+        raise UsageError(f"{path}: --format {format} disagrees with the file's suffix")
+    return RecordSink(path, record_format, top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed)
+
+
+class StreamSink:
+    """Records to standard output, each flushed as it is written: nothing to resume from and nothing to lock."""
+
+    def __init__(self, format, top_k: int):
+        self.format, self.top_k = format, top_k
+        self.path = STDOUT
+        self.done: set[str] = set()
+        self.failed: set[str] = set()
+        self._out = sys.stdout.buffer
+        self._out.write(format.header(top_k))
+        self._out.flush()
+
+    def write(self, record) -> None:
+        self._out.write(self.format.encode(record, self.top_k))
+        self._out.flush()
+
+    def __enter__(self) -> StreamSink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._out.flush()
 
 
 # --- The JSON document of `tsf classify --json` ------------------------------------------------------------------
 
 
-def write_json_document(results: Iterable[VideoResult | VideoFailure], file: TextIO) -> None:
-    """Write ``{"tsf_version": ..., "results": [...]}`` to ``file``, one entry per video in the order given.
+def write_json_document(results: Iterable[VideoResult | VideoFailure], file: TextIO, **extra) -> None:
+    """Write ``{"tsf_version": ..., "results": [...]}`` (and any ``extra`` keys) to ``file``, one entry per video in the
+    order given.
 
     Keys keep the order of ``to_dict()`` (path and status first) instead of being sorted: as stable, and readable.
     """
-    document = {"tsf_version": __version__, "results": [r.to_dict() for r in results]}
+    document = {"tsf_version": __version__, "results": [r.to_dict() for r in results], **extra}
     json.dump(document, file, indent=2, ensure_ascii=False)
     file.write("\n")
