@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests._models import COMMIT, checkpoint_files, make_hub_cache, save_tiny_classifier
+from tests._models import COMMIT, checkpoint_files, make_hub_cache
 from tests._videos import corrupt_file, make_audio, make_empty, make_text, make_video
 from tsf_cli import api
 from tsf_cli.cli import app
@@ -28,11 +28,6 @@ BAD = {
     "sound.m4a": "VideoError",
     "readme.txt": "VideoError",
 }
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return save_tiny_classifier(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")

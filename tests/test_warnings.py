@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests._models import save_tiny_classifier
 from tests._videos import make_video
 from tsf_cli.cli import app
 from tsf_cli.demo.synthetic import write_video
@@ -19,11 +18,6 @@ from tsf_cli.demo.synthetic import write_video
 
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return save_tiny_classifier(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")
