@@ -133,7 +133,7 @@ def test_heatmaps_follow_the_displayed_orientation(predictor, tmp_path):
     assert e.frames.shape[1:3] == (64, 48) and e.heatmaps.shape == (2, 64, 48)
 
 
-def test_outputs_are_checked_before_any_work(video, tmp_path):
+def test_options_and_outputs_are_checked_before_any_work(video, tmp_path):
     missing_model = str(tmp_path / "no-model")  # loading it would fail with ModelNotFoundError
     with pytest.raises(OutputError, match="cannot write an explanation as '.jpg' files"):
         api.explain(video, model=missing_model, output=[tmp_path / "a.png", tmp_path / "b.jpg"])
@@ -144,6 +144,10 @@ def test_outputs_are_checked_before_any_work(video, tmp_path):
         api.explain(video, model=missing_model, output=[tmp_path / "folder.png"])
     with pytest.raises(UsageError, match="needs the torch runtime"):
         api.explain(video, model=missing_model, runtime="onnx")
+    with pytest.raises(UsageError, match="unknown method 'saliency'"):
+        api.explain(video, model=missing_model, method="saliency")
+    with pytest.raises(UsageError, match="top-k must be at least 1"):
+        api.explain(video, model=missing_model, top_k=0)
 
 
 # -------------------------------------------------------------------------------------------------- the files

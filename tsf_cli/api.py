@@ -292,6 +292,8 @@ def explain(
         )
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}: use {' or '.join(METHODS)}")
+    if top_k < 1:
+        raise UsageError(f"top-k must be at least 1, got {top_k}")
     for path in output:
         check_explanation_output(path)
     if not Path(video).is_file():
