@@ -48,7 +48,7 @@ def explain(
         ),
     ],
     model: ModelOpt = None,
-    label: Annotated[str | None, typer.Option(help="The label to explain. [default: the top-1]")] = None,
+    label: Annotated[str | None, typer.Option(help="The label to explain (default: the top-1).")] = None,
     method: Annotated[
         Method,
         typer.Option(help="rollout: attention rollout, one map for every label; grad-rollout: weighted by the label."),
