@@ -10,6 +10,7 @@ or nothing).
     results = tsf_cli.classify(["a.mp4", "b.mp4"], model="base-k400", top_k=5)
     summary = tsf_cli.batch(["videos/"], "labels.jsonl", resume=True)
     summary = tsf_cli.embed_files(["videos/"], "vectors.npz", pool="mean", resume=True)
+    explanation = tsf_cli.explain("a.mp4", model="demo", method="grad-rollout", output=["a.png"])
 
 torch and PyAV are imported when a function first needs them, so ``import tsf_cli.api`` stays fast.
 """
@@ -23,12 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .demo.synthetic import MOTIONS
-from .errors import UsageError
+from .errors import UsageError, VideoError
 from .io.records import write_json_document
 from .media.limits import DEFAULT_TIMEOUT_S
 from .media.sampling import SAMPLINGS
 from .presets import DEFAULT_MODEL, Preset, all_presets
-from .results import BatchSummary, VideoEmbedding, VideoFailure, VideoResult
+from .results import BatchSummary, Explanation, VideoEmbedding, VideoFailure, VideoResult
 
 if TYPE_CHECKING:
     from .inference.predictor import Predictor
@@ -42,6 +43,7 @@ _LAZY = {
     "Observer": "tsf_cli.inference.runner",
     "ViewOptions": "tsf_cli.inference.views",
     "POOLS": "tsf_cli.model.timesformer",
+    "METHODS": "tsf_cli.inference.rollout",
     "train": "tsf_cli.training.loop",
     "TrainProgress": "tsf_cli.training.loop",
     "TrainResult": "tsf_cli.training.loop",
@@ -60,6 +62,7 @@ __all__ = [
     "default_workers",
     "embed",
     "embed_files",
+    "explain",
     "list_inputs",
     "list_models",
     "load_model",
@@ -246,6 +249,63 @@ def embed_files(
     options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
     with open_embedding_journal(output, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as journal:
         return record_all(predictor, paths, journal, views, output=str(output), observer=observer, **options)
+
+
+def explain(
+    video: str | os.PathLike,
+    *,
+    output: Sequence[str | os.PathLike] = (),
+    model: str | Predictor = DEFAULT_MODEL,
+    label: str | None = None,
+    method: str = "rollout",
+    top_k: int = 5,
+    runtime: str = "torch",
+    revision: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    frames: int | None = None,
+    sampling: str | None = None,
+    stride: int | None = None,
+    clips: int | None = None,
+    crops: int | None = None,
+    start: float | None = None,
+    observer: Observer | None = None,
+) -> Explanation:
+    """Where and when the model looked for ``label`` (default: the top-1) in one video: heatmaps over the sampled
+    frames as decoded, and each frame's share of the relevance (see ``tsf_cli.results.Explanation``).
+
+    ``method``: ``rollout`` (attention rollout, the same map for every label) or ``grad-rollout`` (attention weighted
+    by its gradient for the label). The view explained is the one ``tsf classify`` starts from: the centre crop of
+    the first temporal clip, with the same frames and preprocessing. ``output`` files (.npz, .png, .gif, .mp4, by
+    suffix) are checked before any work and written atomically; an existing file is replaced. Needs the torch
+    ``runtime``: the ONNX graph has no attention maps to read, nor gradients.
+    """
+    from .inference.explain import explain_video
+    from .inference.rollout import METHODS
+    from .inference.runner import Observer
+    from .io.explanations import check_explanation_output, write_explanation
+
+    if runtime != "torch":
+        raise UsageError(
+            f"explain needs the torch runtime, not {runtime!r}: it reads the attention maps and their gradients, "
+            "which an ONNX graph does not give"
+        )
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}: use {' or '.join(METHODS)}")
+    if top_k < 1:
+        raise UsageError(f"top-k must be at least 1, got {top_k}")
+    for path in output:
+        check_explanation_output(path)
+    if not Path(video).is_file():
+        raise VideoError(video, "no such file" if not Path(video).exists() else "not a file")
+    observer = observer or Observer()
+    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
+    observer.started(1, 1)
+    explanation = explain_video(predictor, str(video), views, method=method, label=label, top_k=top_k)
+    observer.finished(explanation)
+    for path in output:
+        write_explanation(path, explanation)
+    return explanation
 
 
 def _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start):

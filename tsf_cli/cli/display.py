@@ -49,6 +49,36 @@ class Loading:
         pass
 
 
+class Explaining(Loading):
+    """An observer for ``tsf explain``: the loading spinner, then another while the explanation is computed. Use it as
+    a context manager around the call, so that an error stops the spinner."""
+
+    def __init__(self, video, method: str):
+        self._status = stderr.status(f"Explaining {escape(str(video))} ({method})...", spinner="dots")
+
+    def __enter__(self) -> Explaining:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._status.stop()
+
+    def started(self, total: int, todo: int) -> None:
+        self._status.start()
+
+    def finished(self, record) -> None:
+        self._status.stop()
+
+
+def explanation_line(explanation) -> str:
+    """What was explained, on which view, and the frame that mattered most."""
+    e = explanation
+    peak = int(e.frame_importance.argmax())
+    return (
+        f"{e.path}: '{e.label}' ({e.probability:.1%}) by {e.method}, on {e.view}; most relevant: frame "
+        f"#{e.frame_indices[peak]} at {e.timestamps[peak]:.2f} s ({e.frame_importance[peak]:.0%} of the relevance)"
+    )
+
+
 class VideosPerSecond(ProgressColumn):
     """The rate over the whole run: records arrive in bursts (a batch finishes at once), which a recent-window rate
     (Rich's ``speed``) turns into thousands of videos a second."""

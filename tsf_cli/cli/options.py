@@ -35,6 +35,11 @@ class RecordFormat(str, Enum):
     csv = "csv"
 
 
+class Runtime(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
+
+
 def value(choice: Enum | None):
     """An option's plain value for the API (Typer hands over the Enum member)."""
     return choice.value if isinstance(choice, Enum) else choice
@@ -58,6 +63,7 @@ CropsOpt = Annotated[int | None, typer.Option(min=1, max=3, help="Spatial crops 
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Videos per model batch.")]
 WorkersOpt = Annotated[int | None, typer.Option(min=0, help="Decoding processes (0: decode in this process).")]
 TimeoutOpt = Annotated[float, typer.Option(min=1, help="Seconds one video may take to decode before it fails.")]
+RuntimeOpt = Annotated[Runtime, typer.Option(help="torch, or onnx: the model through ONNX Runtime (tsf-cli[onnx]).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout instead of tables.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Fail the videos whose results would carry warnings (padded, still, damaged).")

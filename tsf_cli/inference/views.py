@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..media.decode import sample_video
+from ..media.decode import SampledVideo, sample_video
 from ..media.limits import DecodeLimits
 from ..media.preprocess import PreprocessConfig, crop_views
 from ..media.sampling import SAMPLINGS
@@ -87,7 +87,15 @@ def load_views(
     (the seed draws the frames, the crop and the flip); otherwise the views inference takes."""
     if augment is not None and seed is not None:
         return _augmented(path, options, preprocess_config, limits, augment, np.random.default_rng(seed))
-    sampled = sample_video(
+    sampled = decode_clips(path, options, limits)
+    pixels = crop_views([clip.frames for clip in sampled.clips], preprocess_config, crops=options.crops)
+    return VideoViews(path, pixels, _provenance(sampled.clips), options.crops, sampled.warnings)
+
+
+def decode_clips(path: str, options: ViewOptions, limits: DecodeLimits = DecodeLimits()) -> SampledVideo:
+    """The decoded clips whose views inference takes: what ``load_views`` cuts them from (and ``tsf explain``
+    draws on)."""
+    return sample_video(
         path,
         options.frames,
         options.sampling,
@@ -98,8 +106,6 @@ def load_views(
         stream=options.stream,
         limits=limits,
     )
-    pixels = crop_views([clip.frames for clip in sampled.clips], preprocess_config, crops=options.crops)
-    return VideoViews(path, pixels, _provenance(sampled.clips), options.crops, sampled.warnings)
 
 
 def _augmented(path, options, preprocess_config, limits, augment, rng: np.random.Generator) -> VideoViews:
