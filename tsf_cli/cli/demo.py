@@ -18,9 +18,11 @@ from .options import JsonOpt
 def demo(
     motion: Annotated[
         str | None,
-        typer.Option(help="The motion to generate: " + ", ".join(api.MOTIONS) + ". [default: a random one]"),
+        typer.Option(help="The motion to generate: " + ", ".join(api.MOTIONS) + ". \\[default: a random one]"),
     ] = None,
-    seed: Annotated[int | None, typer.Option(min=0, help="Seed of the generated clip. [default: a random one]")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, help="Seed of the generated clip. \\[default: a random one]")
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Keep the clip here (.mp4, .mkv, .mov, .avi, .webm).")
     ] = None,

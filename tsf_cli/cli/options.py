@@ -47,13 +47,15 @@ def value(choice: Enum | None):
 
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Preset name (see `tsf models`), hub id, or local folder. [default: base-k400]"),
+    typer.Option(
+        "--model", "-m", help="Preset name (see `tsf models`), hub id, or local folder. \\[default: base-k400]"
+    ),
 ]
 RevisionOpt = Annotated[str | None, typer.Option(help="Hub revision (branch, tag or commit) to load.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 DTypeOpt = Annotated[DType, typer.Option(help="Compute precision; auto: bf16 where the hardware runs it natively.")]
-FramesOpt = Annotated[int | None, typer.Option(min=1, help="Frames per clip. [default: the model's]")]
-SamplingOpt = Annotated[Sampling | None, typer.Option(help="How frames are chosen. [default: the model's]")]
+FramesOpt = Annotated[int | None, typer.Option(min=1, help="Frames per clip. \\[default: the model's]")]
+SamplingOpt = Annotated[Sampling | None, typer.Option(help="How frames are chosen. \\[default: the model's]")]
 StrideOpt = Annotated[int | None, typer.Option(min=1, help="Frame step for --sampling stride.")]
 ClipsOpt = Annotated[int | None, typer.Option(min=1, help="Temporal clips per video (averaged).")]
 StartOpt = Annotated[
@@ -63,7 +65,7 @@ CropsOpt = Annotated[int | None, typer.Option(min=1, max=3, help="Spatial crops 
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Videos per model batch.")]
 WorkersOpt = Annotated[int | None, typer.Option(min=0, help="Decoding processes (0: decode in this process).")]
 TimeoutOpt = Annotated[float, typer.Option(min=1, help="Seconds one video may take to decode before it fails.")]
-RuntimeOpt = Annotated[Runtime, typer.Option(help="torch, or onnx: the model through ONNX Runtime (tsf-cli[onnx]).")]
+RuntimeOpt = Annotated[Runtime, typer.Option(help="torch, or onnx: the model through ONNX Runtime (tsf-cli\\[onnx]).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout instead of tables.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Fail the videos whose results would carry warnings (padded, still, damaged).")

@@ -118,7 +118,7 @@ def batch(
     revision: RevisionOpt = None,
     strict: StrictOpt = False,
     format: Annotated[
-        RecordFormat | None, typer.Option(help="The records' format on standard output (-o -). [default: jsonl]")
+        RecordFormat | None, typer.Option(help="The records' format on standard output (-o -). \\[default: jsonl]")
     ] = None,
 ):
     """Classify every file of folders, globs or lists into OUTPUT (.jsonl or .csv), one record per input.
