@@ -17,6 +17,7 @@ torch and PyAV are imported when a function first needs them, so ``import tsf_cl
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Iterable, Sequence
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .demo.synthetic import MOTIONS
-from .errors import UsageError, VideoError
+from .errors import OutputError, UsageError, VideoError
 from .io.records import write_json_document
 from .media.limits import DEFAULT_TIMEOUT_S
 from .media.sampling import SAMPLINGS
@@ -173,34 +174,46 @@ def batch(
     start: float | None = None,
     strict: bool = False,
     format: str | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
     observer: Observer | None = None,
 ) -> BatchSummary:
-    """Classify every file that ``sources`` name (folders, globs, .txt lists of paths, files) into ``output``
-    (.jsonl or .csv; ``-`` for standard output, in ``format`` "jsonl" or "csv"), one record per input, each written
-    as its video finishes.
+    """Classify every file that ``sources`` name (folders, globs, .txt lists of paths, files; or the same in an
+    object store: ``s3://bucket/videos/``) into ``output`` (.jsonl or .csv, a local file or an object; ``-`` for
+    standard output, in ``format`` "jsonl" or "csv"), one record per input, each written as its video finishes.
 
     ``resume`` continues an interrupted run: inputs the file already records are skipped (``retry_failed`` redoes
     recorded failures); ``overwrite`` starts the file again; without either an existing file is refused. The model
     loads before ``output`` is touched, so a wrong model never leaves or empties a file. ``workers``: decoding
     processes (None: cores - 1, at most 8; 0 decodes in this process, without crash isolation).
+
+    ``engine="ray"`` runs on Ray Data (``pip install "tsf-cli[ray]"``): on a Ray instance started for the run, or
+    on the cluster at ``ray_address`` (``auto``, ``host:port``), with the same records. Its ``output`` may also be
+    a folder (a path ending in ``/``), which gets the records as Parquet files, one per block.
     """
-    from .inference.runner import record_all
-    from .io.atomic import check_writable
-    from .io.records import STDOUT, open_record_sink
 
     _check_flags(resume, overwrite, retry_failed)
-    if str(output) != STDOUT:
-        output = Path(output)
-        check_writable(output)  # before any work, the model's loading included
+    _check_engine(engine, ray_address)
+    output = _checked_output(output, engine, resume, retry_failed, stdout_ok=True)
     paths = list_inputs(sources, recursive=recursive, exclude=[output])
-    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
-    workers = default_workers() if workers is None else workers
-    options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
-    sink = open_record_sink(
+    predictor, views = _prepare(
+        model, observer, revision, _driver_device(engine, device), dtype, frames, sampling, stride, clips, crops, start
+    )
+    if engine == "ray":
+        work = _ray_work(predictor, views, top_k=top_k, batch_size=batch_size, timeout=timeout, strict=strict)
+        job = _ray_job(model, predictor, revision, device, dtype, work, ray_address)
+        if _is_folder(output):
+            return _ray_record_folder(paths, output, job, resume, overwrite, observer)
+        records = _ray_records(job)
+    else:
+        workers = default_workers() if workers is None else workers
+        options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
+        records = functools.partial(_local_records, predictor, views, options)
+    sink = _record_sink(
         output, top_k=top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed, format=format
     )
     with sink:
-        return record_all(predictor, paths, sink, views, output=str(output), observer=observer, **options)
+        return _record_all(paths, sink, records, str(output), observer)
 
 
 def embed_files(
@@ -226,29 +239,146 @@ def embed_files(
     crops: int | None = None,
     start: float | None = None,
     strict: bool = False,
+    engine: str = "local",
+    ray_address: str | None = None,
     observer: Observer | None = None,
 ) -> BatchSummary:
     """One embedding per file that ``sources`` name, into ``output``: .npy (+ .json sidecar), .npz, .safetensors,
     .parquet or .jsonl, chosen by the suffix and written atomically at the end.
 
     Until then finished vectors go to ``<output>.partial.jsonl``, which ``resume`` continues; ``retry_failed`` and
-    ``overwrite`` work as for ``batch``. Failed inputs are listed in the file's metadata.
+    ``overwrite`` work as for ``batch``. Failed inputs are listed in the file's metadata. ``engine`` and
+    ``ray_address`` work as for ``batch``; with Ray, ``output`` may also be a folder of Parquet records (a path
+    ending in ``/``) whose ``embedding`` column holds the vectors.
     """
-    from .inference.runner import record_all
-    from .io.atomic import check_writable
+    from .inference.runner import check_options
     from .io.embeddings import get_embedding_writer, open_embedding_journal
 
     _check_flags(resume, overwrite, retry_failed)
-    output = Path(output)
-    get_embedding_writer(output)  # an unsupported format fails before any video is decoded
-    check_writable(output)
-    side_files = [output, output.with_name(output.name + ".json"), output.with_name(output.name + ".partial.jsonl")]
+    _check_engine(engine, ray_address)
+    check_options(1, pool, batch_size)
+    output = _checked_output(output, engine, resume, retry_failed, stdout_ok=False)
+    if not _is_folder(output):
+        if isinstance(output, str):
+            raise OutputError(
+                f"{output}: embedding files are written here, not to an object store: write a local "
+                "file, or a folder of Parquet records (ending in /) with --engine ray"
+            )
+        get_embedding_writer(output)  # an unsupported format fails before any video is decoded
+    side_files = [output, *(f"{output}{suffix}" for suffix in (".json", ".partial.jsonl"))]
     paths = list_inputs(sources, recursive=recursive, exclude=side_files)
-    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
-    workers = default_workers() if workers is None else workers
-    options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
+    predictor, views = _prepare(
+        model, observer, revision, _driver_device(engine, device), dtype, frames, sampling, stride, clips, crops, start
+    )
+    if engine == "ray":
+        work = _ray_work(predictor, views, pool=pool, batch_size=batch_size, timeout=timeout, strict=strict)
+        job = _ray_job(model, predictor, revision, device, dtype, work, ray_address)
+        if _is_folder(output):
+            return _ray_record_folder(paths, output, job, resume, overwrite, observer)
+        records = _ray_records(job)
+    else:
+        workers = default_workers() if workers is None else workers
+        options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
+        records = functools.partial(_local_records, predictor, views, options)
     with open_embedding_journal(output, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as journal:
-        return record_all(predictor, paths, journal, views, output=str(output), observer=observer, **options)
+        return _record_all(paths, journal, records, str(output), observer)
+
+
+ENGINES = ("local", "ray")
+
+
+def _check_engine(engine: str, ray_address: str | None) -> None:
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")
+    if ray_address is not None and engine != "ray":
+        raise UsageError("--ray-address goes with --engine ray")
+
+
+def _checked_output(output, engine: str, resume: bool, retry_failed: bool, *, stdout_ok: bool):
+    """``output`` as the run writes it: a Path for a local file or folder, a str for ``-`` and an object store's
+    URI; checked before any work, the model's loading included."""
+    from .io.atomic import check_writable
+    from .io.objects import is_uri
+    from .io.records import STDOUT
+
+    if stdout_ok and str(output) == STDOUT:
+        return STDOUT
+    folder = _is_folder(output)
+    if folder and engine != "ray":
+        raise OutputError(f"{output}: a folder gets Parquet records from --engine ray; write a file here")
+    if folder and retry_failed:
+        raise UsageError(
+            "--retry-failed would record a video twice in a folder of Parquet files, which are never "
+            "rewritten: use another folder"
+        )
+    if is_uri(output):
+        return str(output)
+    check_writable(output, folder=folder)
+    return Path(output)
+
+
+def _is_folder(output) -> bool:
+    from .io.record_tables import is_record_folder
+
+    return output != "-" and is_record_folder(output)
+
+
+def _driver_device(engine: str, device: str) -> str:
+    # With Ray the model runs in actors; this process loads it only to check it and learn its views, on its CPU.
+    return "cpu" if engine == "ray" else device
+
+
+def _record_sink(output, **options):
+    from .io.objects import is_uri
+
+    if isinstance(output, str) and is_uri(output):
+        from .io.object_records import ObjectRecordSink
+
+        options.pop("format")
+        return ObjectRecordSink(output, **options)
+    from .io.records import open_record_sink
+
+    return open_record_sink(output, **options)
+
+
+def _record_all(paths, sink, records, output: str, observer) -> BatchSummary:
+    from .inference.runner import record_all
+
+    return record_all(paths, sink, records, output=output, observer=observer)
+
+
+def _local_records(predictor, views, options, todo: list[str]):
+    from .inference.runner import run
+
+    return run(predictor, todo, views, **options)
+
+
+def _ray_work(predictor, views, **options):
+    from .inference.ray_runner import Work
+    from .inference.runner import check_options
+
+    check_options(options.get("top_k", 1), options.get("pool"), options["batch_size"])
+    return Work(views, predictor.preprocess_config, **options)
+
+
+def _ray_job(model, predictor, revision, device, dtype, work, address) -> dict:
+    """What a Ray run needs besides its paths. Its model actors load the model by its name, where they run: this
+    process's copy (which checked it) never travels."""
+    name = model if isinstance(model, str) else predictor.info.name
+    return {"model": name, "revision": revision, "device": device, "dtype": dtype, "work": work, "address": address}
+
+
+def _ray_records(job: dict):
+    from .inference.ray_runner import session_records
+
+    return functools.partial(session_records, **job)
+
+
+def _ray_record_folder(paths, output, job: dict, resume, overwrite, observer) -> BatchSummary:
+    from .inference.ray_runner import record_folder
+    from .inference.runner import Observer
+
+    return record_folder(paths, str(output), **job, resume=resume, overwrite=overwrite, observer=observer or Observer())
 
 
 def explain(

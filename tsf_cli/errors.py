@@ -63,3 +63,7 @@ class DeviceError(TsfError):
     """A device that was asked for but is not there (CUDA on a machine without it, a GPU index out of range)."""
 
     exit_code = 7
+
+
+class EngineError(TsfError):
+    """An engine that cannot run: Ray not installed for ``--engine ray``, or no Ray cluster at ``--ray-address``."""

@@ -19,11 +19,13 @@ from .options import (
     DeviceOpt,
     DType,
     DTypeOpt,
+    Engine,
+    EngineOpt,
     FramesOpt,
     ModelOpt,
-    OutputOpt,
     OverwriteOpt,
     Pool,
+    RayAddressOpt,
     RecordFormat,
     RecursiveOpt,
     ResumeOpt,
@@ -96,7 +98,13 @@ def classify(
 def batch(
     sources: SourcesArg,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Output file, .jsonl or .csv; - for standard output (see --format).")
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file, .jsonl or .csv (s3://... too); - for standard output (see --format); with --engine ray "
+            "also a folder/ of Parquet files.",
+        ),
     ],
     recursive: RecursiveOpt = False,
     resume: ResumeOpt = False,
@@ -120,6 +128,8 @@ def batch(
     format: Annotated[
         RecordFormat | None, typer.Option(help="The records' format on standard output (-o -). \\[default: jsonl]")
     ] = None,
+    engine: EngineOpt = Engine.local,
+    ray_address: RayAddressOpt = None,
 ):
     """Classify every file of folders, globs or lists into OUTPUT (.jsonl or .csv), one record per input.
 
@@ -150,6 +160,8 @@ def batch(
             start=start,
             strict=strict,
             format=value(format),
+            engine=value(engine),
+            ray_address=ray_address,
             observer=progress,
         )
     _finish(summary, sources)
@@ -157,7 +169,14 @@ def batch(
 
 def embed(
     sources: SourcesArg,
-    output: OutputOpt,
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file; its extension picks the format. With --engine ray also a folder/ of Parquet files.",
+        ),
+    ],
     pool: Annotated[
         Pool, typer.Option(help="cls: the final-norm CLS token; mean: the mean of the patch tokens.")
     ] = Pool.cls,
@@ -179,6 +198,8 @@ def embed(
     start: StartOpt = None,
     revision: RevisionOpt = None,
     strict: StrictOpt = False,
+    engine: EngineOpt = Engine.local,
+    ray_address: RayAddressOpt = None,
 ):
     """One embedding per video into OUTPUT: .npy (+ .json sidecar), .npz, .safetensors, .parquet or .jsonl.
 
@@ -208,6 +229,8 @@ def embed(
             crops=crops,
             start=start,
             strict=strict,
+            engine=value(engine),
+            ray_address=ray_address,
             observer=progress,
         )
     _finish(summary, sources)

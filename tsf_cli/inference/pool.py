@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -29,10 +30,12 @@ class TaskFailure:
 
 def _worker_main(conn: Connection, fn: Callable[[Any], Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle, even during the imports
-    # Decoding threads come from FFmpeg; keep torch from also spreading each worker over every core.
-    import torch
-
-    torch.set_num_threads(1)
+    # Decoding threads come from FFmpeg; keep torch, where the task's code uses it (its module, unpickled with ``fn``
+    # before this runs, has imported it), from also spreading each worker over every core. A task that needs no
+    # torch (uint8 decoding for Ray) starts faster and lighter without it.
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
     conn.send("ready")  # the parent starts a task's clock only now, not while the interpreter was starting
     while True:
         try:

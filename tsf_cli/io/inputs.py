@@ -1,4 +1,5 @@
-"""What the sources of a batch name: folders, globs, ``.txt`` lists of paths, single files, as absolute paths."""
+"""What the sources of a batch name: folders, globs, ``.txt`` lists of paths, single files, as absolute paths; the
+same in object stores, as URIs (``objects.py``)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,17 @@ def list_inputs(source: str, *, recursive: bool = False, exclude: Iterable[str] 
 
     Every file in a folder counts, whatever its extension: a text file among videos gets an error record rather
     than silently vanishing from the output. Absolute paths make ``--resume`` match its records whatever the
-    working directory. ``exclude`` keeps tsf's own output files out of the list.
+    working directory. ``exclude`` keeps tsf's own output files out of the list. A source in an object store
+    (``s3://...``) names objects by the same rules (``objects.list_objects``); a .txt list may name them too.
     """
     import glob
 
-    excluded = {os.path.abspath(p) for p in exclude}
+    from .objects import is_uri, list_objects
+
+    exclude = [str(p) for p in exclude]
+    if is_uri(source):
+        return [uri for uri in list_objects(source, recursive=recursive) if uri not in exclude]
+    excluded = {os.path.abspath(p) for p in exclude if not is_uri(p)}
     path = Path(source).expanduser()
     if path.is_dir():
         walker = path.rglob("*") if recursive else path.glob("*")
@@ -34,7 +41,7 @@ def list_inputs(source: str, *, recursive: bool = False, exclude: Iterable[str] 
         except (OSError, UnicodeDecodeError) as exc:
             raise TsfError(f"{source}: cannot read the list of paths ({exc})") from exc
         entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-        found = [str(path.parent / Path(entry).expanduser()) for entry in entries]
+        found = [entry if is_uri(entry) else str(path.parent / Path(entry).expanduser()) for entry in entries]
     elif path.is_file():
         found = [str(path)]
     elif glob.has_magic(source):
@@ -43,5 +50,5 @@ def list_inputs(source: str, *, recursive: bool = False, exclude: Iterable[str] 
             raise TsfError(f"{source}: the pattern matches no file")
     else:
         raise TsfError(f"{source}: no such file, folder or matching glob")
-    absolute = (os.path.abspath(p) for p in found)
+    absolute = (p if is_uri(p) else os.path.abspath(p) for p in found)
     return sorted(dict.fromkeys(p for p in absolute if p not in excluded))

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -98,6 +99,34 @@ def open_container(path, limits: DecodeLimits):
         yield container
     finally:
         container.close()
+
+
+@contextmanager
+def open_file_container(file: BinaryIO, limits: DecodeLimits):
+    """A container on an open, seekable binary file object (an object store's ranged reader, say), read from its
+    start; errors name ``file.name``. The file stays open for its owner to close: a second pass reopens it here."""
+    path = file.name
+    file.seek(0)
+    try:
+        container = av.open(
+            file, metadata_errors="replace", timeout=limits.timeout_s, options={"max_pixels": str(limits.max_pixels)}
+        )
+    except av.error.ExitError as exc:
+        raise VideoError(path, f"gave up opening after {limits.timeout_s:g} s (DecodeLimits.timeout_s)") from exc
+    except av.error.FFmpegError as exc:
+        raise VideoError(path, f"not a video FFmpeg can read ({reason(exc)})") from exc
+    except OSError as exc:  # the file object's own reads failed (a network error, say)
+        raise VideoError(path, f"cannot read: {exc}") from exc
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def _open(source, limits: DecodeLimits):
+    if isinstance(source, (str, os.PathLike)):
+        return open_container(source, limits)
+    return open_file_container(source, limits)
 
 
 def read_failure(path: str, exc: Exception, limits: DecodeLimits) -> VideoError:
@@ -284,6 +313,7 @@ def _prepare_decoder(stream, limits: DecodeLimits) -> None:
     context = stream.codec_context
     # Frame threads decode several frames at once; FFmpeg falls back to slice threads where a codec lacks them.
     context.thread_type = "AUTO"
+    context.thread_count = limits.threads
     context.options = {**context.options, "max_pixels": str(limits.max_pixels)}
 
 
@@ -498,13 +528,15 @@ def sample_video(
     segment. ``stream`` is a stream index as ``probe`` lists them (default: the best video stream).
 
     A video shorter than a clip repeats its last frame; ``Clip.padded`` counts the repeats, and the warnings say so.
+    ``path`` may also be an open, seekable binary file object with a ``name`` (see ``open_file_container``).
     """
     check_sampling(num_frames, sampling, clips, frame_sample_rate, target_fps, start)
-    path = os.fspath(path)
+    source = path
+    path = os.fspath(path) if isinstance(path, (str, os.PathLike)) else path.name
     deadline = limits.deadline()
     choice = dict(sampling=sampling, clips=clips, frame_sample_rate=frame_sample_rate, target_fps=target_fps)
     try:
-        with open_container(path, limits) as container:
+        with _open(source, limits) as container:
             chosen = _choose_stream(container, path, stream, limits)
             stream = chosen.index  # PyAV objects die with their container; keep plain values only
             _prepare_decoder(chosen, limits)
@@ -519,7 +551,7 @@ def sample_video(
                     pass  # decode from the start below, in a fresh container
         times = index.times
         for _ in range(2):
-            with open_container(path, limits) as container:
+            with _open(source, limits) as container:
                 chosen = _choose_stream(container, path, stream, limits)
                 _prepare_decoder(chosen, limits)
                 decoded, all_pts = _decode_forward(container, chosen, set(wanted), path, limits, deadline)

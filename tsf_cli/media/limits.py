@@ -20,6 +20,9 @@ class DecodeLimits:
     # wall clock for one call, checked between packets; None where something else enforces a time limit (the worker
     # pool, which can stop a decoder that never returns to the check)
     timeout_s: float | None = DEFAULT_TIMEOUT_S
+    # FFmpeg's decoding threads per video: 0 lets FFmpeg choose (about one per core); 1 where a scheduler gave the
+    # task one CPU (a Ray task), so that many decoders side by side do not each spread over every core
+    threads: int = 0
 
     def deadline(self) -> float:
         """When a call starting now must give up, on the ``time.monotonic()`` clock."""
