@@ -295,8 +295,8 @@ def _check_engine(engine: str, ray_address: str | None) -> None:
 
 
 def _checked_output(output, engine: str, resume: bool, retry_failed: bool, *, stdout_ok: bool):
-    """``output`` as the run writes it: a Path for a local file or folder, a str for ``-`` and an object store's
-    URI; checked before any work, the model's loading included."""
+    """``output`` as the run writes it: a Path for a local file, a str for ``-``, an object store's URI and a folder
+    (which keeps its final slash); checked before any work, the model's loading included."""
     from .io.atomic import check_writable
     from .io.objects import is_uri
     from .io.records import STDOUT
@@ -311,10 +311,11 @@ def _checked_output(output, engine: str, resume: bool, retry_failed: bool, *, st
             "--retry-failed would record a video twice in a folder of Parquet files, which are never "
             "rewritten: use another folder"
         )
-    if is_uri(output):
-        return str(output)
-    check_writable(output, folder=folder)
-    return Path(output)
+    if not is_uri(output):
+        check_writable(output, folder=folder)
+    if folder:
+        return os.path.join(str(output), "")
+    return str(output) if is_uri(output) else Path(output)
 
 
 def _is_folder(output) -> bool:

@@ -100,6 +100,8 @@ def _check_address(address: str) -> None:
     except ConnectionError as exc:  # "Could not find any running Ray instance. Please specify ..."
         raise EngineError(f"no Ray cluster at {address}: {_first_line(exc)}") from None
     host, _, port = resolved.rpartition(":")
+    if not host:  # Ray's own way of finding a cluster on this machine: let ray.init do it
+        return
     try:
         socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S).close()
     except (OSError, ValueError):
