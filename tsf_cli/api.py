@@ -292,6 +292,10 @@ def _check_engine(engine: str, ray_address: str | None) -> None:
         raise UsageError(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")
     if ray_address is not None and engine != "ray":
         raise UsageError("--ray-address goes with --engine ray")
+    if engine == "ray":
+        from .inference.ray_session import require_ray
+
+        require_ray()  # before any work: a missing extra is found in a second, not after the model loaded
 
 
 def _checked_output(output, engine: str, resume: bool, retry_failed: bool, *, stdout_ok: bool):

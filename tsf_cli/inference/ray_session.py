@@ -42,7 +42,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
     """A Ray instance on this machine for the run (``num_cpus``: all of this process's cores), stopped at the end;
     or, with ``address`` (``auto``, ``host:port``), the cluster there, left running. A Ray the caller has already
     initialised (``ray.init`` in their own program) is used as it is, and left running too."""
-    ray = _import_ray()
+    ray = require_ray()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # tsf sends nothing over the network of its own accord
     if address is not None:
         _check_address(address)
@@ -75,7 +75,8 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         ray.shutdown()  # stops an instance started here; only disconnects from a cluster
 
 
-def _import_ray():
+def require_ray():
+    """The ray module, or the one line that says how to install it."""
     try:
         import ray
         import ray.data
