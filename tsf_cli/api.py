@@ -317,8 +317,8 @@ def _checked_output(output, engine: str, resume: bool, retry_failed: bool, *, st
         )
     if not is_uri(output):
         check_writable(output, folder=folder)
-    if folder:
-        return os.path.join(str(output), "")
+    if folder:  # absolute: Ray's writers run in other processes, with other working directories
+        return os.path.join(str(output) if is_uri(output) else os.path.abspath(output), "")
     return str(output) if is_uri(output) else Path(output)
 
 

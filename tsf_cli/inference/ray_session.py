@@ -66,7 +66,11 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
     try:
         ray.init(**settings)
     except ConnectionError as exc:
-        raise EngineError(f"no Ray cluster at {address}: {_first_line(exc)}") from None
+        hint = ""
+        if os.environ.get("RAY_AUTH_MODE") != "token":
+            # what a cluster with token authentication says to a driver without the token, after about 20 s
+            hint = "; if the cluster uses token authentication, set RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN)"
+        raise EngineError(f"no Ray cluster at {address}: {_first_line(exc)}{hint}") from None
     try:
         _quiet_data(ray, verbose)
         # The workers of an instance started here inherited this environment; those of a cluster did not.
