@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import EXIT_INTERRUPTED, EXIT_USAGE, TsfError
-from . import catalog, demo, display, predict, training
+from . import catalog, demo, display, predict, timeline, training
 
 # Options of the whole program that a user may also put after the command (`tsf classify x.mp4 --debug`).
 ANYWHERE = ("--debug", "--quiet", "-q")
@@ -71,7 +71,7 @@ def _before_double_dash(args: list[str]) -> list[str]:
 app = typer.Typer(
     name="tsf",
     cls=Tsf,
-    help="Classify videos with TimeSformer: top-k labels, folders of videos, embeddings.",
+    help="Classify videos with TimeSformer: top-k labels, folders of videos, timelines, embeddings.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -143,6 +143,7 @@ for name, command in (
     ("classify", predict.classify),
     ("batch", predict.batch),
     ("embed", predict.embed),
+    ("timeline", timeline.timeline),
     ("models", catalog.models),
     ("info", catalog.info),
     ("train", training.train),

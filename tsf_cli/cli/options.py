@@ -67,3 +67,21 @@ RetryOpt = Annotated[
 SourcesArg = Annotated[
     list[str], typer.Argument(help="Folders, globs, .txt lists of paths, or files.", show_default=False)
 ]
+
+# tsf timeline, and tsf batch --timeline
+WindowOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Seconds per window (default: the clip the model was trained on: 8.5 s for the Kinetics presets, "
+        "4 s for Something-Something, 2 s for demo)."
+    ),
+]
+HopOpt = Annotated[
+    float | None, typer.Option(help="Seconds from one window's start to the next (default: half the window).")
+]
+MinProbabilityOpt = Annotated[
+    float, typer.Option(min=0, max=1, help="A window whose top label is less probable than this votes 'uncertain'.")
+]
+SmoothOpt = Annotated[
+    int, typer.Option(min=1, help="Each window takes the majority vote of this many windows around it (odd; 1: none).")
+]
