@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,7 @@ import numpy as np
 from ..media.decode import FrameTimes, stream_frames
 from ..media.limits import DecodeLimits
 from ..media.preprocess import PreprocessConfig, crop_views
-from ..results import ClipFrames, Prediction, Timeline, TimelineWindow, VideoFailure
+from ..results import ClipFrames, ModelInfo, Prediction, Timeline, TimelineWindow, VideoFailure
 from .pool import Partial, TaskFailure
 from .runner import Observer, failure, outcomes, top_predictions
 from .segments import DEFAULT_MIN_PROBABILITY, DEFAULT_SMOOTH, ScoredWindow, check_rule, segment_windows
@@ -169,37 +169,16 @@ class _Assembler:
         plan = video.plan
         if len(video.predictions) != len(plan):
             raise RuntimeError(f"{path}: {len(plan) - len(video.predictions)} windows never reached the model")
-        scored = [
-            ScoredWindow(float(plan.starts[k]), float(plan.ends[k]), video.predictions[k]) for k in range(len(plan))
-        ]
-        options = self.options
-        order, decisions, segments = segment_windows(
-            scored, duration=plan.duration, min_probability=options.min_probability, smooth=options.smooth
-        )
-        windows = tuple(
-            TimelineWindow(
-                scored[k].start,
-                scored[k].end,
+        windows = [
+            (
+                float(plan.starts[k]),
+                float(plan.ends[k]),
                 ClipFrames(tuple(int(i) for i in plan.indices[k]), tuple(float(t) for t in plan.timestamps[k])),
-                scored[k].predictions,
-                decision.label,
-                decision.probability,
+                video.predictions[k],
             )
-            for k, decision in zip(order, decisions, strict=True)
-        )
-        return Timeline(
-            path,
-            plan.duration,
-            options.window,
-            options.hop,
-            options.min_probability,
-            options.smooth,
-            options.top_k,
-            self.views.crops,
-            tuple(segments),
-            windows,
-            self.predictor.info,
-        )
+            for k in range(len(plan))
+        ]
+        return build_timeline(path, plan.duration, windows, self.options, self.views.crops, self.predictor.info)
 
     def _classify(self) -> None:
         batch, self.pending = self.pending, []
@@ -212,6 +191,39 @@ class _Assembler:
         for path in dict.fromkeys(path for path, _ in batch):
             video = self.videos[path]
             self.observer.windows(path, len(video.predictions), len(video.plan))
+
+
+def build_timeline(
+    path: str,
+    duration: float,
+    windows: Sequence[tuple[float, float, ClipFrames, tuple[Prediction, ...]]],
+    options: TimelineOptions,
+    crops: int,
+    model: ModelInfo,
+) -> Timeline:
+    """The Timeline of classified windows (start, end, frames, top-k): the segment rule's segments, and each window
+    with the rule's decision, in the rule's order."""
+    scored = [ScoredWindow(start, end, predictions) for start, end, _, predictions in windows]
+    order, decisions, segments = segment_windows(
+        scored, duration=duration, min_probability=options.min_probability, smooth=options.smooth
+    )
+    decided = tuple(
+        TimelineWindow(*windows[k], decision.label, decision.probability)
+        for k, decision in zip(order, decisions, strict=True)
+    )
+    return Timeline(
+        path,
+        duration,
+        options.window,
+        options.hop,
+        options.min_probability,
+        options.smooth,
+        options.top_k,
+        crops,
+        tuple(segments),
+        decided,
+        model,
+    )
 
 
 def timeline_of(
