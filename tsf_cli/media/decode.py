@@ -531,11 +531,12 @@ def stream_frames(
                 all_pts: list[int | None] = []
                 forward = _decode_forward(container, chosen, set(wanted), all_pts, path, limits, deadline)
                 yield from _as_displayed(forward)
-            if len(all_pts) == len(times):
-                return
-            # The decoder gave another number of frames than the packets promised (it dropped or added some):
-            # number by what it gave, and decode once more for what the new plan wants and this pass did not give.
-            times = _times_of(all_pts, chosen)
+                if len(all_pts) == len(times):
+                    return
+                # The decoder gave another number of frames than the packets promised (it dropped or added some):
+                # number by what it gave (the stream's time base dies with its container: read it here), and
+                # decode once more for what the new plan wants and this pass did not give.
+                times = _times_of(all_pts, chosen)
             wanted = sorted({int(i) for i in plan(times)})
             yield FrameTimes(times, kept=True)
         raise VideoError(path, "the decoder gives a different number of frames on each pass")
