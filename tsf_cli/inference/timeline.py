@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -80,6 +82,12 @@ def timeline_options(
     return options
 
 
+# A frame is resized (exactly, with Pillow: for large frames the costly step) in a thread of its own while the next
+# ones decode: Pillow and FFmpeg both let go of the GIL in their loops. At most this many frames wait for it, so a
+# resize slower than decoding holds decoding back instead of letting full-size frames pile up.
+_RESIZING_AHEAD = 4
+
+
 @dataclass(frozen=True, eq=False)  # an ndarray field has no single truth value, so no == (and no hash)
 class WindowViews:
     """The model's views of one window, ready as soon as its last frame was decoded."""
@@ -101,24 +109,30 @@ def window_views(
     it are the new plan's, and those before it are void.
     """
     plan: WindowPlan | None = None
-    for item in stream_frames(
-        path, lambda times: _plan(times, options, views).wanted(), stream=views.stream, limits=limits
-    ):
-        if isinstance(item, FrameTimes):
-            plan = _plan(item.times, options, views)
-            still_needed = plan.still_needed()
-            held: dict[int, np.ndarray] = {}  # frame index -> (crops, 1, h, w, 3) uint8 views of that frame
-            due = 0
-            yield plan
-            continue
-        index, frame = item
-        held[index] = crop_views([frame[None]], preprocess_config, crops=views.crops)
-        while due < len(plan) and plan.indices[due].max() <= index:
-            yield WindowViews(due, np.concatenate([held[int(i)] for i in plan.indices[due]], axis=1))
-            due += 1
-            if due < len(plan):
-                for gone in [i for i in held if i < still_needed[due]]:
-                    del held[gone]
+    wanted = lambda times: _plan(times, options, views).wanted()  # noqa: E731 - what stream_frames decodes
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsf-resize") as resizer:
+        for item in stream_frames(path, wanted, stream=views.stream, limits=limits):
+            if isinstance(item, FrameTimes):
+                plan = _plan(item.times, options, views)
+                still_needed = plan.still_needed()
+                held: dict[int, Future] = {}  # frame index -> its (crops, 1, h, w, 3) uint8 views, being made
+                resizing: deque[Future] = deque()
+                due = 0
+                yield plan
+                continue
+            index, frame = item
+            held[index] = resizing_frame = resizer.submit(
+                crop_views, [frame[None]], preprocess_config, crops=views.crops
+            )
+            resizing.append(resizing_frame)
+            while len(resizing) > _RESIZING_AHEAD:
+                resizing.popleft().result()
+            while due < len(plan) and plan.indices[due].max() <= index:
+                yield WindowViews(due, np.concatenate([held[int(i)].result() for i in plan.indices[due]], axis=1))
+                due += 1
+                if due < len(plan):
+                    for gone in [i for i in held if i < still_needed[due]]:
+                        del held[gone]
 
 
 def _plan(times: np.ndarray, options: TimelineOptions, views: ViewOptions) -> WindowPlan:
