@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import api
-from ..results import Timeline
+from ..results import UNCERTAIN, Timeline
 
 BLOCK = "█"
 UNCERTAIN_BLOCK = "░"
@@ -103,7 +103,7 @@ def legend(timeline: Timeline, *, color: bool = True) -> Text:
             text.append(UNCERTAIN_BLOCK if label is None else BLOCK, style=_color(colors, label))
         else:
             text.append(UNCERTAIN_KEY if label is None else keys[label])
-        name = "uncertain" if label is None else _one_line(label)
+        name = UNCERTAIN if label is None else _one_line(label)
         text.append(f" {name} ", style="dim italic" if label is None else "")
         text.append(f"{share[label] / timeline.duration if timeline.duration else 0:.0%}", style="dim")
     return text
@@ -128,7 +128,7 @@ def segment_table(timeline: Timeline) -> Table:
     for number, s in enumerate(timeline.segments, 1):
         if s.uncertain:
             # Text.assemble, not Text + Text: '+' gives the whole result the first part's style
-            label = Text.assemble((UNCERTAIN_BLOCK + " ", api.UNCERTAIN_COLOR), ("uncertain", "dim italic"))
+            label = Text.assemble((UNCERTAIN_BLOCK + " ", api.UNCERTAIN_COLOR), (UNCERTAIN, "dim italic"))
             confidence = Text(f"<{timeline.min_probability:.0%}", style="dim")
         else:
             label = Text.assemble((BLOCK + " ", colors[s.label]), _one_line(s.label))

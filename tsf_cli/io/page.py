@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
-from ..results import Timeline
+from ..results import UNCERTAIN, Timeline
 from .palette import UNCERTAIN_COLOR, color_of, label_colors, text_color_on
 
 
@@ -61,7 +61,7 @@ def page_data(timeline: Timeline, page: str | os.PathLike) -> dict:
     return {
         "video": video_url(timeline.path, page),
         "name": displayable(os.path.basename(timeline.path)),
-        "uncertain_text": "uncertain",
+        "uncertain_text": UNCERTAIN,
         "duration": timeline.duration,
         "labels": [
             {"label": label, "color": colors[label], "text_color": text_color_on(colors[label])}

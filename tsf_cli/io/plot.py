@@ -14,7 +14,7 @@ import os
 import warnings
 
 from ..errors import OutputError
-from ..results import Timeline
+from ..results import UNCERTAIN, Timeline
 from .palette import UNCERTAIN_COLOR, color_of, label_colors
 
 FIGSIZE_IN = (12.0, 4.5)
@@ -106,7 +106,7 @@ def render_plot(timeline: Timeline, image_format: str) -> bytes:
             names.append(plain_text(label))
     if any(s.uncertain for s in timeline.segments):
         handles.append(Patch(facecolor=UNCERTAIN_COLOR, alpha=0.4, hatch="//"))
-        names.append("uncertain")
+        names.append(UNCERTAIN)
     names = [n if len(n) <= 30 else n[:29] + "…" for n in names]
     # As many columns as fit 1200 px at about 7 px a character: up to three rows of legend fit under the axes.
     columns = max(1, min(len(names), 8, SIZE_PX[0] // (7 * max(map(len, names), default=1) + 50)))
