@@ -200,7 +200,8 @@ def test_batch_timelines_resume_and_refuse_to_mix_with_other_records(checkpoint,
 def test_batch_timeline_options_that_do_not_go_together(checkpoint, videos, tmp_path):
     csv_out = invoke("batch", videos, "-o", tmp_path / "t.csv", "--timeline", "--model", checkpoint)
     assert csv_out.exit_code == 6 and "only .jsonl keeps" in csv_out.stderr and not (tmp_path / "t.csv").exists()
-    windows_alone = invoke("batch", videos, "-o", tmp_path / "t.jsonl", "--windows", "--model", checkpoint)
-    assert windows_alone.exit_code == 2 and "go with --timeline" in windows_alone.stderr
+    for alone in (["--windows"], ["--smooth", "1"], ["--min-probability", "0.2"], ["--hop", "2"]):
+        result = invoke("batch", videos, "-o", tmp_path / "t.jsonl", *alone, "--model", checkpoint)
+        assert result.exit_code == 2 and "go with --timeline" in result.stderr, alone
     clips = invoke("batch", videos, "-o", tmp_path / "t.jsonl", "--timeline", "--clips", "2", "--model", checkpoint)
     assert clips.exit_code == 2 and "each window is one clip" in clips.stderr

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -180,8 +181,8 @@ def batch(
     windows: bool = False,
     window: float | None = None,
     hop: float | None = None,
-    min_probability: float = DEFAULT_MIN_PROBABILITY,
-    smooth: int = DEFAULT_SMOOTH,
+    min_probability: float | None = None,
+    smooth: int | None = None,
     observer: Observer | None = None,
 ) -> BatchSummary:
     """Classify every file that ``sources`` name (folders, globs, .txt lists of paths, files) into ``output``
@@ -193,9 +194,9 @@ def batch(
     processes (None: cores - 1, at most 8; 0 decodes in this process, without crash isolation).
 
     With ``timeline`` each record is a video's ``Timeline`` (see ``timeline``: ``window``, ``hop``,
-    ``min_probability``, ``smooth``) holding its segments, and its windows too with ``windows``; ``batch_size``
-    then counts windows, and ``timeout`` bounds the wait for a video's next window, so a long video is not cut short.
-    Only .jsonl holds timelines: a video has any number of segments.
+    ``min_probability``, ``smooth``; None: its defaults) holding its segments, and its windows too with
+    ``windows``; ``batch_size`` then counts windows, and ``timeout`` bounds the wait for a video's next window, so a
+    long video is not cut short. Only .jsonl holds timelines: a video has any number of segments.
     """
     from .inference.runner import record_all, run
     from .io.records import open_record_sink
@@ -204,29 +205,36 @@ def batch(
     output = Path(output)
     if timeline:
         _check_timeline_batch(output, clips, start)
-    elif windows or window is not None or hop is not None:
-        raise UsageError("--windows, --window and --hop go with --timeline")
+    elif windows or any(choice is not None for choice in (window, hop, min_probability, smooth)):
+        raise UsageError("--windows, --window, --hop, --min-probability and --smooth go with --timeline")
     paths = list_inputs(sources, recursive=recursive, exclude=[output])
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
     workers = default_workers() if workers is None else workers
     if timeline:
-        records = _timeline_records(
+        from .inference.timeline import run_timelines, timeline_options
+
+        options = timeline_options(
             predictor,
             views,
-            window,
-            hop,
-            min_probability,
-            smooth,
-            top_k,
-            windows,
-            batch_size,
-            workers,
-            timeout,
-            observer,
+            window=window,
+            hop=hop,
+            min_probability=DEFAULT_MIN_PROBABILITY if min_probability is None else min_probability,
+            smooth=DEFAULT_SMOOTH if smooth is None else smooth,
+            top_k=top_k,
         )
+
+        def records(todo: list[str]):
+            for record in run_timelines(
+                predictor, todo, options, views, batch_size=batch_size, workers=workers, timeout=timeout,
+                observer=observer,
+            ):  # fmt: skip
+                yield record if windows or isinstance(record, VideoFailure) else replace(record, windows=None)
+
     else:
-        options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout}
-        records = lambda todo: run(predictor, todo, views, **options)  # noqa: E731 - the records of this run
+
+        def records(todo: list[str]):
+            return run(predictor, todo, views, top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout)
+
     with open_record_sink(output, top_k=top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as sink:
         return record_all(paths, sink, records, output=str(output), observer=observer)
 
@@ -239,27 +247,6 @@ def _check_timeline_batch(output: Path, clips: int | None, start: float | None) 
             f"{output}: a timeline record holds any number of segments, which only .jsonl keeps; "
             "write .jsonl (or one file per video with tsf timeline -o)"
         )
-
-
-def _timeline_records(
-    predictor, views, window, hop, min_probability, smooth, top_k, windows, batch_size, workers, timeout, observer
-):
-    """paths -> each one's Timeline (without its windows unless ``windows``) or VideoFailure, as they finish."""
-    from dataclasses import replace
-
-    from .inference.timeline import run_timelines, timeline_options
-
-    options = timeline_options(
-        predictor, views, window=window, hop=hop, min_probability=min_probability, smooth=smooth, top_k=top_k
-    )
-
-    def records(todo: list[str]):
-        for record in run_timelines(
-            predictor, todo, options, views, batch_size=batch_size, workers=workers, timeout=timeout, observer=observer
-        ):
-            yield record if windows or isinstance(record, VideoFailure) else replace(record, windows=None)
-
-    return records
 
 
 def timeline(

@@ -80,8 +80,14 @@ HopOpt = Annotated[
     float | None, typer.Option(help="Seconds from one window's start to the next (default: half the window).")
 ]
 MinProbabilityOpt = Annotated[
-    float, typer.Option(min=0, max=1, help="A window whose top label is less probable than this votes 'uncertain'.")
+    float | None,
+    typer.Option(
+        min=0, max=1, help="A window whose top label is less probable than this votes 'uncertain' (default: 0.5)."
+    ),
 ]
 SmoothOpt = Annotated[
-    int, typer.Option(min=1, help="Each window takes the majority vote of this many windows around it (odd; 1: none).")
+    int | None,
+    typer.Option(
+        min=1, help="Each window takes the majority vote of this many windows around it (odd; 1: none; default: 3)."
+    ),
 ]

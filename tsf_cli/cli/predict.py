@@ -121,8 +121,8 @@ def batch(
     ] = False,
     window: WindowOpt = None,
     hop: HopOpt = None,
-    min_probability: MinProbabilityOpt = api.DEFAULT_MIN_PROBABILITY,
-    smooth: SmoothOpt = api.DEFAULT_SMOOTH,
+    min_probability: MinProbabilityOpt = None,
+    smooth: SmoothOpt = None,
 ):
     """Classify every file of folders, globs or lists into OUTPUT (.jsonl or .csv), one record per input.
 

@@ -63,8 +63,8 @@ def timeline(
 ):
     """Labels along each video: windows classified one by one, merged into segments.
 
-    A window whose top label is below --min-probability votes "uncertain"; each window takes the majority vote of the
-    --smooth windows around it; runs of equal votes are segments, split halfway between window centres.
+    A window whose top label is below --min-probability votes "uncertain"; each window then takes the majority
+    vote of the --smooth windows around it; runs of equal votes are segments, split halfway between window centres.
     """
     for video in videos:
         if not video.exists():

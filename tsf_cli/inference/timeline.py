@@ -108,8 +108,10 @@ def window_views(
     A new plan may follow (when decoding finds the video numbered otherwise than its packets said); the windows after
     it are the new plan's, and those before it are void.
     """
-    plan: WindowPlan | None = None
-    wanted = lambda times: _plan(times, options, views).wanted()  # noqa: E731 - what stream_frames decodes
+
+    def wanted(times: np.ndarray) -> np.ndarray:
+        return _plan(times, options, views).wanted()
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsf-resize") as resizer:
         for item in stream_frames(path, wanted, stream=views.stream, limits=limits):
             if isinstance(item, FrameTimes):
