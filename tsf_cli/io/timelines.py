@@ -17,7 +17,9 @@ from pathlib import Path
 from ..errors import OutputError
 from ..results import Timeline
 from .atomic import atomic_file, check_writable, reporting
+from .page import render_page
 from .records import ENCODING_ERRORS, write_json_document
+from .subtitles import render_srt, render_vtt
 
 
 def render_json(timeline: Timeline) -> str:
@@ -47,41 +49,25 @@ def render_csv(timeline: Timeline) -> str:
     return out.getvalue()
 
 
-def _text(render: Callable[[Timeline], str]) -> Callable[[Timeline, Path], bytes]:
-    return lambda timeline, path: render(timeline).encode("utf-8", ENCODING_ERRORS)
-
-
-def _subtitles(kind: str) -> Callable[[Timeline, Path], bytes]:
-    def render(timeline: Timeline, path: Path) -> bytes:
-        from .subtitles import render_srt, render_vtt
-
-        text = render_srt(timeline) if kind == "srt" else render_vtt(timeline)
-        return text.encode("utf-8", ENCODING_ERRORS)
-
-    return render
+def _encoded(text: str) -> bytes:
+    return text.encode("utf-8", ENCODING_ERRORS)
 
 
 def _plot(timeline: Timeline, path: Path) -> bytes:
-    from .plot import render_plot
+    from .plot import render_plot  # matplotlib loads only for a plot
 
     return render_plot(timeline, path.suffix.lower().lstrip("."))
 
 
-def _page(timeline: Timeline, path: Path) -> bytes:
-    from .page import render_page
-
-    return render_page(timeline, path).encode("utf-8", ENCODING_ERRORS)
-
-
 # suffix -> (timeline, the file's path) -> the file's bytes
 TIMELINE_FORMATS: dict[str, Callable[[Timeline, Path], bytes]] = {
-    ".json": _text(render_json),
-    ".csv": _text(render_csv),
-    ".srt": _subtitles("srt"),
-    ".vtt": _subtitles("vtt"),
+    ".json": lambda timeline, path: _encoded(render_json(timeline)),
+    ".csv": lambda timeline, path: _encoded(render_csv(timeline)),
+    ".srt": lambda timeline, path: _encoded(render_srt(timeline)),
+    ".vtt": lambda timeline, path: _encoded(render_vtt(timeline)),
     ".png": _plot,
     ".svg": _plot,
-    ".html": _page,
+    ".html": lambda timeline, path: _encoded(render_page(timeline, path)),  # the video's URL is relative to it
 }
 PLOT_SUFFIXES = (".png", ".svg")
 
