@@ -68,14 +68,14 @@ def main() -> None:
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     videos = [(minutes, ensure_video(args.cache_dir, minutes)) for minutes in args.minutes]
     print(f"tsf timeline --model {args.model}, {SIZE[0]}x{SIZE[1]} at {FPS} fps, peak RSS of a fresh process each")
-    peaks = []
+    peaks: dict[int, float] = {}
     for minutes, path in videos:
         command = [sys.executable, "-m", "tsf_cli", "timeline", str(path), "--model", args.model]
         peak, seconds = peak_rss_mib(command)
-        peaks.append(peak)
+        peaks[minutes] = max(peak, peaks.get(minutes, 0.0))
         print(f"{minutes:>4} min: peak RSS {peak:7.1f} MiB ({seconds:.0f} s wall, not a speed figure)", flush=True)
     if len(peaks) > 1:
-        print(f"longest / shortest: {peaks[-1] / peaks[0]:.3f}")
+        print(f"longest / shortest video (highest peak of each): {peaks[max(peaks)] / peaks[min(peaks)]:.3f}")
 
 
 if __name__ == "__main__":
