@@ -1,12 +1,18 @@
-"""Shared pytest set-up: no network ever, one torch thread, slow and GPU tests skipped unless asked for.
+"""Shared pytest set-up: no network ever, one torch thread, slow and GPU tests skipped unless asked for, and the
+fixtures several test files share (a tiny classifier, a tiny labelled set and a base to train from scratch).
 
-Fixtures that build things (tiny checkpoints, generated videos) live next to the tests that own them, in the
-``tests/_*.py`` helper modules, so each test file reads on its own.
+What those fixtures build comes from the ``tests/_*.py`` helper modules (tiny checkpoints, generated videos), which
+test files also call directly for anything of their own.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+from tests._models import save_tiny_classifier
+from tests._training import make_base, make_dataset
 
 
 def pytest_addoption(parser):
@@ -60,3 +66,21 @@ def _offline_hub(monkeypatch, tmp_path_factory):
     monkeypatch.setattr(constants, "HF_HOME", str(home))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A tiny random classifier folder with its preprocessor_config.json, which ``--model`` takes."""
+    return save_tiny_classifier(tmp_path_factory.mktemp("ckpt"))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """A labelled set of clips of one colour each: data/<colour>/ and val/<colour>/."""
+    return make_dataset(tmp_path_factory.mktemp("colours"))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """config.json and preprocessor_config.json only: the architecture to train from scratch."""
+    return make_base(tmp_path_factory.mktemp("base"))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests._models import COMMIT, checkpoint_files, make_hub_cache, save_tiny_classifier
+from tests._models import COMMIT, checkpoint_files, make_hub_cache
 from tests._videos import corrupt_file, make_audio, make_empty, make_text, make_video
 from tsf_cli import api
 from tsf_cli.cli import app
@@ -28,11 +28,6 @@ BAD = {
     "sound.m4a": "VideoError",
     "readme.txt": "VideoError",
 }
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return save_tiny_classifier(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")
@@ -373,3 +368,46 @@ def test_help_is_fast_because_it_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
     assert invoke("--help").exit_code == 0
+
+
+def test_batch_to_standard_output_for_pipelines(checkpoint, videos):
+    result = invoke("batch", videos / "a.mp4", videos / "empty.mp4", "-o", "-", "--model", checkpoint, "--workers", "0")
+    assert result.exit_code == 8
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(Path(r["path"]).name, r["status"]) for r in lines] == [("empty.mp4", "error"), ("a.mp4", "ok")]
+    assert "-> standard output" in result.stderr
+    as_csv = invoke("batch", videos / "a.mp4", "-o", "-", "--format", "csv", "--model", checkpoint, "--workers", "0")
+    rows = list(csv.DictReader(as_csv.stdout.splitlines()))
+    assert as_csv.exit_code == 0 and [r["status"] for r in rows] == ["ok"] and rows[0]["label_5"]
+    resumed = invoke("batch", videos / "a.mp4", "-o", "-", "--resume", "--model", checkpoint)
+    assert resumed.exit_code == 2 and "--resume needs an output file" in resumed.stderr
+
+
+def test_batch_of_an_empty_folder_says_so(checkpoint, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = invoke("batch", tmp_path / "empty", "-o", tmp_path / "out.jsonl", "--model", checkpoint)
+    assert result.exit_code == 0
+    assert f"Warning: nothing to do: {tmp_path / 'empty'} holds no files" in result.stderr
+
+
+def test_embed_resume_adds_new_inputs_to_a_finished_file(checkpoint, videos, tmp_path):
+    out = tmp_path / "vectors.parquet"
+    first = invoke("embed", videos / "a.mp4", "-o", out, "--model", checkpoint, "--workers", "0", "--dtype", "fp32")
+    assert first.exit_code == 0, first.output
+    more = [videos / "a.mp4", videos / "b.webm", videos / "c.mkv"]
+    result = invoke("embed", *more, "-o", out, "--model", checkpoint, "--workers", "0", "--dtype", "fp32", "--resume")
+    assert result.exit_code == 0, result.output
+    assert "3 input(s): 2 ok, 0 failed, 1 already recorded" in result.stderr
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out).column("path").to_pylist() == [str(p) for p in more]
+
+
+def test_the_rate_is_over_the_whole_run_not_the_last_burst():
+    from types import SimpleNamespace
+
+    from tsf_cli.cli.display import VideosPerSecond
+
+    burst = SimpleNamespace(completed=4, elapsed=2.0, speed=4900.0)  # a batch of four finished at once
+    assert VideosPerSecond().render(burst).plain == "2.00 videos/s"
+    assert VideosPerSecond().render(SimpleNamespace(completed=0, elapsed=0.5, speed=None)).plain == "- videos/s"

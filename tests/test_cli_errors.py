@@ -12,8 +12,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests._models import save_tiny_classifier
-from tests._training import make_base, make_dataset
 from tests._videos import make_video
 from tsf_cli.cli import app
 
@@ -31,11 +29,6 @@ def one_error_line(result) -> str:
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
     return make_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames=24, size=(64, 48))
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return save_tiny_classifier(tmp_path_factory.mktemp("ckpt"))
 
 
 def _closed_port() -> int:
@@ -114,16 +107,6 @@ def test_debug_and_quiet_work_after_the_command_too(checkpoint, video, tmp_path)
 
 
 # ------------------------------------------------------------------------------------------ outputs checked first
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("colours"))
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    return make_base(tmp_path_factory.mktemp("base"))
 
 
 TRAIN = ["--from-scratch", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--val-split", "0"]

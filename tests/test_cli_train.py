@@ -4,23 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
-from tests._training import make_base, make_dataset
 from tsf_cli.cli import app
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("colours"))
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    return make_base(tmp_path_factory.mktemp("base"))
 
 
 def invoke(*args):

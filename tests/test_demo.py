@@ -71,6 +71,29 @@ def test_the_demo_model_classifies_fresh_clips_through_the_cli(fresh_clips):
     assert accuracy >= 0.95, f"top-1 {accuracy:.3f}; wrong: {wrong}"
 
 
+def test_eval_tables_read_at_80_columns(fresh_clips, tmp_path, monkeypatch):
+    for path, motion in fresh_clips[:16]:  # two of each motion, in class folders
+        (tmp_path / motion).mkdir(exist_ok=True)
+        (tmp_path / motion / path.name).symlink_to(path)
+    monkeypatch.setenv("COLUMNS", "80")
+    result = invoke("eval", tmp_path, "--model", "demo", "--dtype", "fp32", "--workers", "0")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for number, motion in enumerate(sorted(MOTIONS), 1):  # whole label names, numbered columns
+        assert any(f"{number} {motion} " in line for line in lines), motion
+
+
+def test_models_reads_at_80_columns_with_every_hub_id_whole(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = invoke("models")
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    hub_ids = [m["source"] for m in json.loads(invoke("models", "--json").stdout) if m["name"] != "demo"]
+    assert all(any(hub_id in line for line in lines) for hub_id in hub_ids)
+    assert lines[0].split() == ["name", "/", "source", "frames", "labels", "licence", "cached"]
+
+
 def test_tsf_demo_generates_a_clip_and_classifies_it_offline(tmp_path):
     clip = tmp_path / "kept [bold] [red].webm"  # brackets are not markup
     result = invoke("demo", "--motion", "moving_up", "--seed", "3", "--output", clip)
@@ -82,12 +105,19 @@ def test_tsf_demo_generates_a_clip_and_classifies_it_offline(tmp_path):
     anything = invoke("demo")  # what the README's set-up runs: a random motion and seed, nothing kept
     assert anything.exit_code == 0, anything.output
     assert "truth: " in anything.stdout and "probability" in anything.stdout
+    assert "Generated a clip, not kept (-o FILE keeps it): " in anything.stderr
+    assert anything.stdout.splitlines()[0].startswith("the generated clip (")  # no title naming a deleted file
 
     kept = tmp_path / "fade.avi"
     as_json = invoke("demo", "--motion", "fading_in", "--seed", "4", "--json", "-o", kept)
     assert as_json.exit_code == 0, as_json.output
-    (record,) = json.loads(as_json.stdout)["results"]
+    document = json.loads(as_json.stdout)
+    (record,) = document["results"]
     assert record["path"] == str(kept) and record["model"]["name"] == "demo" and len(record["predictions"]) == 3
+    correct = record["predictions"][0]["label"] == "fading_in"
+    assert document["demo"] == {"truth": "fading_in", "seed": 4, "clip": str(kept), "correct": correct}
+    unkept = json.loads(invoke("demo", "--motion", "growing", "--seed", "5", "--json").stdout)["demo"]
+    assert unkept["clip"] is None and unkept["truth"] == "growing"
 
 
 def test_tsf_demo_rejects_an_unknown_motion():

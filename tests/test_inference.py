@@ -13,18 +13,12 @@ import pytest
 import torch
 
 import tsf_cli
-from tests._models import save_tiny_classifier
 from tests._videos import make_text, make_video
 from tsf_cli.inference.predictor import Predictor
 from tsf_cli.inference.runner import run
 from tsf_cli.inference.views import load_views
 from tsf_cli.media.decode import sample_clips
 from tsf_cli.media.preprocess import preprocess
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return save_tiny_classifier(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")

@@ -136,6 +136,7 @@ API_OF = {
     "batch": ("batch", set()),
     "timeline": ("timeline", {"as_json", "videos"}),
     "embed": ("embed_files", set()),
+    "explain": ("explain", set()),
     "train": ("train", set()),
     "eval": ("evaluate", {"as_json"}),
     "demo": ("run_demo", {"as_json"}),
@@ -155,8 +156,10 @@ def test_every_flag_is_a_keyword_of_the_api_function_it_feeds(command):
 
 def test_the_cli_choices_are_the_api_s():
     from tsf_cli import api
+    from tsf_cli.cli.explain import Method
     from tsf_cli.cli.options import DType, Pool, Sampling
 
     assert tuple(s.value for s in Sampling) == api.SAMPLINGS
     assert tuple(d.value for d in DType) == api.DTYPES
     assert tuple(p.value for p in Pool) == api.POOLS
+    assert tuple(m.value for m in Method) == api.METHODS

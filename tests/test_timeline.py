@@ -10,7 +10,6 @@ import av
 import numpy as np
 import pytest
 
-from tests._models import save_tiny_classifier
 from tests._videos import drop_leading_packets, make_text, make_video
 from tsf_cli.inference import timeline as timeline_module
 from tsf_cli.inference.predictor import Predictor
@@ -33,8 +32,8 @@ from tsf_cli.results import Timeline, VideoFailure
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory) -> Predictor:
-    return Predictor(str(save_tiny_classifier(tmp_path_factory.mktemp("ckpt"))), device="cpu", dtype="fp32")
+def predictor(checkpoint) -> Predictor:
+    return Predictor(str(checkpoint), device="cpu", dtype="fp32")
 
 
 @pytest.fixture(scope="module")

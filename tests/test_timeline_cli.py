@@ -12,16 +12,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import tsf_cli
-from tests._models import save_tiny_classifier
 from tests._videos import make_text, make_video
 from tsf_cli import api
 from tsf_cli.cli import app
 from tsf_cli.results import Timeline
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return save_tiny_classifier(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +199,14 @@ def test_batch_timeline_options_that_do_not_go_together(checkpoint, videos, tmp_
         assert result.exit_code == 2 and "go with --timeline" in result.stderr, alone
     clips = invoke("batch", videos, "-o", tmp_path / "t.jsonl", "--timeline", "--clips", "2", "--model", checkpoint)
     assert clips.exit_code == 2 and "each window is one clip" in clips.stderr
+
+
+def test_batch_timelines_stream_to_standard_output_as_jsonl(checkpoint, videos):
+    result = invoke("batch", videos / "b.webm", "-o", "-", "--timeline", "--model", checkpoint, "--workers", "0")
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["path"] == str(videos / "b.webm") and record["segments"] and "windows" not in record
+    as_csv = invoke("batch", videos, "-o", "-", "--format", "csv", "--timeline", "--model", checkpoint)
+    assert as_csv.exit_code == 6 and "only .jsonl keeps" in as_csv.stderr
+    strict = invoke("batch", videos, "-o", "-", "--timeline", "--strict", "--model", checkpoint)
+    assert strict.exit_code == 2 and "--strict goes with labels" in strict.stderr

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests._models import save_tiny_checkpoint
-from tests._training import COLOURS, TINY_CONFIG, TINY_PREPROCESSOR, make_base, make_dataset
+from tests._training import COLOURS, TINY_CONFIG, TINY_PREPROCESSOR
 from tsf_cli.demo.synthetic import write_video
 from tsf_cli.errors import CheckpointError, DatasetError, TsfError
 from tsf_cli.inference.views import Augment, ViewOptions
@@ -22,16 +22,6 @@ from tsf_cli.model import TimesformerForVideoClassification
 from tsf_cli.training.data import EpochSampler, LabelledVideo, VideoDataset, list_labelled_videos, split_held_out
 from tsf_cli.training.evaluate import evaluate, write_confusion_csv
 from tsf_cli.training.loop import STATE_FILE, train
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("colours"))
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    return make_base(tmp_path_factory.mktemp("base"))
 
 
 def _linked(root: Path, source: Path, labels) -> Path:

@@ -24,9 +24,9 @@ CLIPS = (ClipFrames((0, 4, 8), (0.0, 0.133333, 0.266667)), ClipFrames((9, 9, 9),
 ODD_PATHS = ["plain.mp4", "a,b.mp4", 'say "hi".mp4', "line\nbreak.mp4", "cr\rlf.mp4", "vidéo 日本.mp4", "\udcff.mp4"]
 
 
-def result(path: str, k: int = 2, model: ModelInfo = MODEL) -> VideoResult:
+def result(path: str, k: int = 2, model: ModelInfo = MODEL, warnings: tuple[str, ...] = ()) -> VideoResult:
     predictions = tuple(Prediction(f'label {i}, "quoted"', i, 1 / (3 + i)) for i in range(k))
-    return VideoResult(path, predictions, CLIPS, 1, model)
+    return VideoResult(path, predictions, CLIPS, 1, model, warnings)
 
 
 def failure(path: str) -> VideoFailure:
@@ -60,6 +60,7 @@ def expected_csv_row(record, k: int = 2) -> dict:
     row.update(
         error="" if ok else record.error,
         message="" if ok else record.message,
+        warnings="; ".join(record.warnings) if ok else "",
         model=MODEL.name if ok else "",
         revision=MODEL.revision if ok else "",
     )
@@ -85,6 +86,27 @@ def test_records_round_trip(tmp_path, suffix):
     assert read_records(out) == [expected(r, suffix) for r in records]
     if suffix == ".csv":
         assert float(read_records(out)[0]["prob_2"]) == records[0].predictions[1].probability
+
+
+def test_warnings_reach_every_record_format(tmp_path, suffix):
+    out = tmp_path / f"out{suffix}"
+    warned = result("a.mp4", warnings=("a still image, nothing moves", "the clip runs past the video's end"))
+    with open_record_sink(out, top_k=2) as sink:
+        sink.write(warned)
+        sink.write(result("b.mp4"))
+    rows = read_records(out)
+    if suffix == ".jsonl":
+        assert rows[0]["warnings"] == list(warned.warnings) and rows[1]["warnings"] == []
+    else:
+        assert rows[0]["warnings"] == "a still image, nothing moves; the clip runs past the video's end"
+        assert rows[1]["warnings"] == ""
+
+
+def test_a_csv_of_an_earlier_version_is_refused_with_the_way_out(tmp_path):
+    out = tmp_path / "old.csv"
+    out.write_text("path,status,label_1,prob_1,error,message,model,revision\nx.mp4,ok,a,0.5,,,m,\n")
+    with pytest.raises(OutputError, match="written by an earlier tsf .* --overwrite"):
+        open_record_sink(out, top_k=1, resume=True)
 
 
 def test_a_torn_last_record_is_cut_off_and_redone_once(tmp_path, suffix):
@@ -192,7 +214,7 @@ def test_json_document():
     document = json.loads(stream.getvalue())
     assert list(document) == ["tsf_version", "results"]
     assert document == {"tsf_version": __version__, "results": [r.to_dict() for r in records]}
-    assert list(document["results"][0]) == ["path", "status", "model", "clips", "crops", "predictions"]
+    assert list(document["results"][0]) == ["path", "status", "warnings", "model", "clips", "crops", "predictions"]
     assert "vidéo.mp4" in stream.getvalue()
 
 
@@ -254,7 +276,9 @@ def test_embeddings_round_trip(tmp_path, embedding_suffix, count):
     assert metadata["failures"] == [failure("broken.mp4").to_dict()]
     if embedding_suffix != ".jsonl":  # each JSONL line carries its own model and clips, checked in the journal test
         assert metadata["model"] == (MODEL.to_dict() if embeddings else None)
-        assert metadata["videos"] == [{"path": e.path, "clips": [c.to_dict() for c in CLIPS]} for e in embeddings]
+        assert metadata["videos"] == [
+            {"path": e.path, "clips": [c.to_dict() for c in CLIPS], "warnings": []} for e in embeddings
+        ]
     assert {p.name for p in tmp_path.iterdir()} == _written(out)  # no temporary file left behind
 
 
@@ -312,10 +336,35 @@ def test_an_interrupted_embedding_run_resumes_from_its_journal(tmp_path):
     assert paths == ["a,b.mp4", "line\nbreak.mp4"]
     assert metadata["failures"] == [failure("broken.mp4").to_dict()]
 
-    with pytest.raises(OutputError, match="is complete .* use --overwrite to redo it"):
-        open_embedding_journal(out, resume=True)
     with pytest.raises(OutputError, match="already exists: use --overwrite"):
         open_embedding_journal(out)
+
+
+def test_resuming_a_finished_embedding_file_adds_new_inputs(tmp_path, embedding_suffix):
+    out = tmp_path / f"emb{embedding_suffix}"
+    warned = VideoEmbedding("a,b.mp4", embedding("x", 0).vector, "cls", CLIPS, embedding("x", 0).model, ("still",))
+    with open_embedding_journal(out) as run:
+        run.write(warned)
+        run.write(failure("broken.mp4"))
+    with open_embedding_journal(out, resume=True) as run:
+        assert run.done == {"a,b.mp4", "broken.mp4"} and run.failed == {"broken.mp4"}
+        with pytest.raises(OutputError, match="dtype float32.*dtype float16"):
+            run.write(embedding("half.mp4", 2, dtype="float16"))
+        run.write(embedding("new.mp4", 1))
+    matrix, paths, metadata = read_embeddings(out)
+    assert paths == ["a,b.mp4", "new.mp4"]
+    np.testing.assert_array_equal(matrix, np.stack([warned.vector, embedding("new.mp4", 1).vector]))
+    assert metadata["failures"] == [failure("broken.mp4").to_dict()]
+    assert run.embeddings[0].warnings == ("still",) and run.embeddings[0].clips == CLIPS
+    assert {p.name for p in tmp_path.iterdir()} == _written(out)
+
+
+def test_a_finished_file_that_cannot_be_read_back_is_refused_with_the_way_out(tmp_path):
+    out = tmp_path / "emb.npz"
+    out.write_bytes(b"not an npz file")
+    with pytest.raises(OutputError, match="cannot be read back to add to it .* use --overwrite"):
+        open_embedding_journal(out, resume=True)
+    assert out.read_bytes() == b"not an npz file" and not (tmp_path / "emb.npz.partial.jsonl").exists()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")

@@ -11,6 +11,7 @@ or nothing).
     summary = tsf_cli.batch(["videos/"], "labels.jsonl", resume=True)
     summary = tsf_cli.embed_files(["videos/"], "vectors.npz", pool="mean", resume=True)
     timeline = tsf_cli.timeline("match.mp4", output=["match.srt", "match.html"])  # Timeline(.segments, .windows)
+    explanation = tsf_cli.explain("a.mp4", model="demo", method="grad-rollout", output=["a.png"])
 
 torch and PyAV are imported when a function first needs them, so ``import tsf_cli.api`` stays fast.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .demo.synthetic import MOTIONS
-from .errors import OutputError, UsageError
+from .errors import OutputError, UsageError, VideoError
 from .inference.segments import DEFAULT_MIN_PROBABILITY, DEFAULT_SMOOTH
 from .io.palette import UNCERTAIN_COLOR, label_colors
 from .io.records import write_json_document
@@ -33,7 +34,7 @@ from .io.timelines import TIMELINE_FORMATS, check_timeline_outputs
 from .media.limits import DEFAULT_TIMEOUT_S
 from .media.sampling import SAMPLINGS
 from .presets import DEFAULT_MODEL, Preset, all_presets
-from .results import BatchSummary, Timeline, VideoEmbedding, VideoFailure, VideoResult
+from .results import BatchSummary, Explanation, Timeline, VideoEmbedding, VideoFailure, VideoResult
 
 if TYPE_CHECKING:
     from .inference.predictor import Predictor
@@ -47,6 +48,7 @@ _LAZY = {
     "Observer": "tsf_cli.inference.runner",
     "ViewOptions": "tsf_cli.inference.views",
     "POOLS": "tsf_cli.model.timesformer",
+    "METHODS": "tsf_cli.inference.rollout",
     "train": "tsf_cli.training.loop",
     "TrainProgress": "tsf_cli.training.loop",
     "TrainResult": "tsf_cli.training.loop",
@@ -71,6 +73,7 @@ __all__ = [
     "default_workers",
     "embed",
     "embed_files",
+    "explain",
     "label_colors",
     "list_inputs",
     "list_models",
@@ -117,15 +120,18 @@ def classify(
     batch_size: int = 4,
     workers: int = 0,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    strict: bool = False,
     observer: Observer | None = None,
 ) -> list[VideoResult | VideoFailure]:
     """Top-k labels of each video, in the order given; a video that fails gets a VideoFailure, not an exception.
 
     ``frames``, ``sampling``, ``stride``, ``clips``, ``crops`` and ``start`` override the model's own views (None:
-    the preset's, or the checkpoint's frame count sampled uniformly).
+    the preset's, or the checkpoint's frame count sampled uniformly). A result carries ``warnings`` where its label
+    cannot be trusted (a clip longer than the video, a still image, a damaged file); ``strict`` makes those videos
+    failures instead.
     """
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
-    options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout}
+    options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
     return _in_order(videos, predictor, views, options)
 
 
@@ -146,12 +152,13 @@ def embed(
     batch_size: int = 4,
     workers: int = 0,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    strict: bool = False,
     observer: Observer | None = None,
 ) -> list[VideoEmbedding | VideoFailure]:
     """One vector per video, in the order given: the final-norm class token (``pool="cls"``) or the mean of the
     final-norm patch tokens (``"mean"``), averaged over the views."""
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
-    options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout}
+    options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
     return _in_order(videos, predictor, views, options)
 
 
@@ -177,6 +184,8 @@ def batch(
     clips: int | None = None,
     crops: int | None = None,
     start: float | None = None,
+    strict: bool = False,
+    format: str | None = None,
     timeline: bool = False,
     windows: bool = False,
     window: float | None = None,
@@ -186,7 +195,8 @@ def batch(
     observer: Observer | None = None,
 ) -> BatchSummary:
     """Classify every file that ``sources`` name (folders, globs, .txt lists of paths, files) into ``output``
-    (.jsonl or .csv), one record per input, each written as its video finishes.
+    (.jsonl or .csv; ``-`` for standard output, in ``format`` "jsonl" or "csv"), one record per input, each written
+    as its video finishes.
 
     ``resume`` continues an interrupted run: inputs the file already records are skipped (``retry_failed`` redoes
     recorded failures); ``overwrite`` starts the file again; without either an existing file is refused. The model
@@ -199,14 +209,17 @@ def batch(
     long video is not cut short. Only .jsonl holds timelines: a video has any number of segments.
     """
     from .inference.runner import record_all, run
-    from .io.records import open_record_sink
+    from .io.atomic import check_writable
+    from .io.records import STDOUT, open_record_sink
 
     _check_flags(resume, overwrite, retry_failed)
-    output = Path(output)
     if timeline:
-        _check_timeline_batch(output, clips, start)
+        _check_timeline_batch(output, format, clips, start, strict)
     elif windows or any(choice is not None for choice in (window, hop, min_probability, smooth)):
         raise UsageError("--windows, --window, --hop, --min-probability and --smooth go with --timeline")
+    if str(output) != STDOUT:
+        output = Path(output)
+        check_writable(output)  # before any work, the model's loading included
     paths = list_inputs(sources, recursive=recursive, exclude=[output])
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
     workers = default_workers() if workers is None else workers
@@ -233,16 +246,27 @@ def batch(
     else:
 
         def records(todo: list[str]):
-            return run(predictor, todo, views, top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout)
+            return run(
+                predictor, todo, views, top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout,
+                strict=strict,
+            )  # fmt: skip
 
-    with open_record_sink(output, top_k=top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as sink:
+    sink = open_record_sink(
+        output, top_k=top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed, format=format
+    )
+    with sink:
         return record_all(paths, sink, records, output=str(output), observer=observer)
 
 
-def _check_timeline_batch(output: Path, clips: int | None, start: float | None) -> None:
+def _check_timeline_batch(output, format: str | None, clips: int | None, start: float | None, strict: bool) -> None:
+    from .io.records import STDOUT
+
     if clips is not None or start is not None:
         raise UsageError("--clips and --start do not go with --timeline: each window is one clip")
-    if output.suffix.lower() != ".jsonl":
+    if strict:
+        raise UsageError("--strict goes with labels, not --timeline: a timeline's windows carry no warnings")
+    jsonl = format in (None, "jsonl") if str(output) == STDOUT else Path(output).suffix.lower() == ".jsonl"
+    if not jsonl:
         raise OutputError(
             f"{output}: a timeline record holds any number of segments, which only .jsonl keeps; "
             "write .jsonl (or one file per video with tsf timeline -o)"
@@ -315,6 +339,7 @@ def embed_files(
     clips: int | None = None,
     crops: int | None = None,
     start: float | None = None,
+    strict: bool = False,
     observer: Observer | None = None,
 ) -> BatchSummary:
     """One embedding per file that ``sources`` name, into ``output``: .npy (+ .json sidecar), .npz, .safetensors,
@@ -324,20 +349,79 @@ def embed_files(
     ``overwrite`` work as for ``batch``. Failed inputs are listed in the file's metadata.
     """
     from .inference.runner import record_all, run
+    from .io.atomic import check_writable
     from .io.embeddings import get_embedding_writer, open_embedding_journal
 
     _check_flags(resume, overwrite, retry_failed)
     output = Path(output)
     get_embedding_writer(output)  # an unsupported format fails before any video is decoded
+    check_writable(output)
     side_files = [output, output.with_name(output.name + ".json"), output.with_name(output.name + ".partial.jsonl")]
     paths = list_inputs(sources, recursive=recursive, exclude=side_files)
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
     workers = default_workers() if workers is None else workers
-    options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout}
+    options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
     with open_embedding_journal(output, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as journal:
         return record_all(
             paths, journal, lambda todo: run(predictor, todo, views, **options), output=str(output), observer=observer
         )
+
+
+def explain(
+    video: str | os.PathLike,
+    *,
+    output: Sequence[str | os.PathLike] = (),
+    model: str | Predictor = DEFAULT_MODEL,
+    label: str | None = None,
+    method: str = "rollout",
+    top_k: int = 5,
+    runtime: str = "torch",
+    revision: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    frames: int | None = None,
+    sampling: str | None = None,
+    stride: int | None = None,
+    clips: int | None = None,
+    crops: int | None = None,
+    start: float | None = None,
+    observer: Observer | None = None,
+) -> Explanation:
+    """Where and when the model looked for ``label`` (default: the top-1) in one video: heatmaps over the sampled
+    frames as decoded, and each frame's share of the relevance (see ``tsf_cli.results.Explanation``).
+
+    ``method``: ``rollout`` (attention rollout, the same map for every label) or ``grad-rollout`` (attention weighted
+    by its gradient for the label). The view explained is the one ``tsf classify`` starts from: the centre crop of
+    the first temporal clip, with the same frames and preprocessing. ``output`` files (.npz, .png, .gif, .mp4, by
+    suffix) are checked before any work and written atomically; an existing file is replaced. Needs the torch
+    ``runtime``: the ONNX graph has no attention maps to read, nor gradients.
+    """
+    from .inference.explain import explain_video
+    from .inference.rollout import METHODS
+    from .inference.runner import Observer
+    from .io.explanations import check_explanation_output, write_explanation
+
+    if runtime != "torch":
+        raise UsageError(
+            f"explain needs the torch runtime, not {runtime!r}: it reads the attention maps and their gradients, "
+            "which an ONNX graph does not give"
+        )
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}: use {' or '.join(METHODS)}")
+    if top_k < 1:
+        raise UsageError(f"top-k must be at least 1, got {top_k}")
+    for path in output:
+        check_explanation_output(path)
+    if not Path(video).is_file():
+        raise VideoError(video, "no such file" if not Path(video).exists() else "not a file")
+    observer = observer or Observer()
+    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
+    observer.started(1, 1)
+    explanation = explain_video(predictor, str(video), views, method=method, label=label, top_k=top_k)
+    observer.finished(explanation)
+    for path in output:
+        write_explanation(path, explanation)
+    return explanation
 
 
 def _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start):

@@ -65,12 +65,14 @@ class VideoResult:
     clips: tuple[ClipFrames, ...]
     crops: int
     model: ModelInfo
+    warnings: tuple[str, ...] = ()  # what the label cannot be trusted for (padded clips, a still picture, ...)
     status: str = field(default="ok", init=False)
 
     def to_dict(self) -> dict:
         return {
             "path": self.path,
             "status": self.status,
+            "warnings": list(self.warnings),
             "model": self.model.to_dict(),
             "clips": [c.to_dict() for c in self.clips],
             "crops": self.crops,
@@ -100,12 +102,14 @@ class VideoEmbedding:
     pool: str  # "cls" or "mean"
     clips: tuple[ClipFrames, ...]
     model: ModelInfo
+    warnings: tuple[str, ...] = ()
     status: str = field(default="ok", init=False)
 
     def to_dict(self) -> dict:
         return {
             "path": self.path,
             "status": self.status,
+            "warnings": list(self.warnings),
             "pool": self.pool,
             "model": self.model.to_dict(),
             "clips": [c.to_dict() for c in self.clips],
@@ -234,3 +238,32 @@ class Timeline:
         if self.windows is not None:
             document["windows"] = [w.to_dict() for w in self.windows]
         return document
+
+
+@dataclass(frozen=True, eq=False)  # ndarray fields have no single truth value, so no == (and no hash)
+class Explanation:
+    """Where and when the model looked for one label (``tsf explain``): a heatmap over each sampled frame of the
+    video as decoded (not the model's normalised crop), and each frame's share of the relevance.
+
+    One view is explained: the centre crop of the first temporal clip, which ``view`` says in words. ``predictions``
+    are that view's own top-k, which may differ from ``tsf classify``'s average over several views.
+    """
+
+    path: str
+    method: str  # "rollout" or "grad-rollout"
+    label: str  # the label explained
+    label_index: int
+    probability: float  # the explained view's probability of that label
+    heatmaps: np.ndarray  # (T, H, W) float32 at the decoded frames' resolution, each frame summing to 1
+    frame_importance: np.ndarray  # (T,) float32 summing to 1: each frame's share of the relevance
+    frame_indices: np.ndarray  # (T,) int64, frame numbers in the video
+    timestamps: np.ndarray  # (T,) float64, seconds from the first frame
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB: the decoded frames the view was cut from
+    token_relevance: np.ndarray  # (T, grid_h, grid_w) float32: the relevance of each patch, before mapping to pixels
+    crop: tuple[int, int, int, int]  # (top, left, height, width) of the view in the resized frame
+    resized: tuple[int, int]  # (height, width) of the frame after the resize, before the crop
+    view: str  # which view was explained, in words
+    predictions: tuple[Prediction, ...]  # the explained view's top-k
+    model: ModelInfo
+    attention_type: str
+    warnings: tuple[str, ...] = ()  # what the frames cannot show (padded clips, a still picture)

@@ -18,9 +18,11 @@ from .options import JsonOpt
 def demo(
     motion: Annotated[
         str | None,
-        typer.Option(help="The motion to generate: " + ", ".join(api.MOTIONS) + ". [default: a random one]"),
+        typer.Option(help="The motion to generate: " + ", ".join(api.MOTIONS) + ". \\[default: a random one]"),
     ] = None,
-    seed: Annotated[int | None, typer.Option(min=0, help="Seed of the generated clip. [default: a random one]")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, help="Seed of the generated clip. \\[default: a random one]")
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Keep the clip here (.mp4, .mkv, .mov, .avi, .webm).")
     ] = None,
@@ -30,8 +32,9 @@ def demo(
     run = api.run_demo(motion, seed=seed, output=output)
     clip = run.clip
     article = "an" if clip.spec.shape[0] in "aeiou" else "a"
+    where = str(run.kept) if run.kept is not None else "a clip, not kept (-o FILE keeps it)"
     description = (
-        f"Generated {clip.path}: {article} {clip.spec.shape} {clip.motion.replace('_', ' ')}, "
+        f"Generated {where}: {article} {clip.spec.shape} {clip.motion.replace('_', ' ')}, "
         f"{clip.spec.num_frames} frames {clip.spec.width}x{clip.spec.height} ({clip.codec}), seed {run.seed}"
     )
     display.stderr.print(description, markup=False, soft_wrap=True)
@@ -39,9 +42,10 @@ def demo(
         display.error(run.result.message)
         raise typer.Exit(VideoError.exit_code)
     if as_json:
-        api.write_json_document([run.result], sys.stdout)
+        api.write_json_document([run.result], sys.stdout, demo=run.to_dict())
         return
-    display.stdout.print(display.prediction_table(run.result))
+    title = str(run.kept) if run.kept is not None else f"the generated clip ({clip.motion}, seed {run.seed})"
+    display.stdout.print(display.prediction_table(run.result, title=title))
     predicted = run.result.predictions[0].label
     verdict = "[green]right[/]" if predicted == clip.motion else "[red]wrong[/]"
     display.stdout.print(f"truth: {clip.motion}, prediction: {predicted} ({verdict})")

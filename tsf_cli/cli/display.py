@@ -10,6 +10,7 @@ import time
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import ProgressColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -83,29 +84,57 @@ class WindowProgress(Loading):
         self._progress.update(self._task, completed=done, total=total)
 
 
+class Explaining(Loading):
+    """An observer for ``tsf explain``: the loading spinner, then another while the explanation is computed. Use it as
+    a context manager around the call, so that an error stops the spinner."""
+
+    def __init__(self, video, method: str):
+        self._status = stderr.status(f"Explaining {escape(str(video))} ({method})...", spinner="dots")
+
+    def __enter__(self) -> Explaining:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._status.stop()
+
+    def started(self, total: int, todo: int) -> None:
+        self._status.start()
+
+    def finished(self, record) -> None:
+        self._status.stop()
+
+
+def explanation_line(explanation) -> str:
+    """What was explained, on which view, and the frame that mattered most."""
+    e = explanation
+    peak = int(e.frame_importance.argmax())
+    return (
+        f"{e.path}: '{e.label}' ({e.probability:.1%}) by {e.method}, on {e.view}; most relevant: frame "
+        f"#{e.frame_indices[peak]} at {e.timestamps[peak]:.2f} s ({e.frame_importance[peak]:.0%} of the relevance)"
+    )
+
+
+class VideosPerSecond(ProgressColumn):
+    """The rate over the whole run: records arrive in bursts (a batch finishes at once), which a recent-window rate
+    (Rich's ``speed``) turns into thousands of videos a second."""
+
+    def render(self, task) -> Text:
+        rate = task.completed / task.elapsed if task.completed and task.elapsed else None
+        return Text(f"{rate:.2f} videos/s" if rate else "- videos/s", style="cyan")
+
+
 class RunProgress(Loading):
     """An observer for long runs: the loading spinner, then a progress bar with videos/s and time left, and one line
     per failed input. Use it as a context manager around the run; Ctrl-C says how to continue."""
 
     def __init__(self, interrupted_hint: str | None = None):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            ProgressColumn,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        class Rate(ProgressColumn):
-            def render(self, task):
-                return Text(f"{task.speed:.2f} videos/s" if task.speed else "- videos/s", style="cyan")
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            Rate(),
+            VideosPerSecond(),
             TimeRemainingColumn(),
             TextColumn("[red]{task.fields[failed]} failed"),
             console=stderr,
@@ -131,7 +160,16 @@ class RunProgress(Loading):
         if getattr(record, "status", None) == "error":
             self._failed += 1
             self._progress.console.print(Text.assemble(("failed:", "yellow"), " ", record.message), soft_wrap=True)
+        for warning in getattr(record, "warnings", ()):
+            self._progress.console.print(Text.assemble(("warning:", "yellow"), f" {record.path}: {warning}"))
         self._progress.update(self._task, advance=1, failed=self._failed)
+
+
+def record_warnings(records) -> None:
+    """Each record's warnings, one ``Warning:`` line each, on stderr."""
+    for record in records:
+        for warning in getattr(record, "warnings", ()):
+            warn(f"{record.path}: {warning}")
 
 
 def summary_line(summary) -> str:
@@ -139,14 +177,15 @@ def summary_line(summary) -> str:
     text = f"{summary.total} input(s): {summary.ok} ok, {summary.failed} failed"
     if summary.skipped:
         text += f", {summary.skipped} already recorded ({summary.failed_before} of them failed)"
-    return f"{text} -> {summary.output}"
+    return f"{text} -> {'standard output' if summary.output == '-' else summary.output}"
 
 
-def prediction_table(result) -> Table:
+def prediction_table(result, title: str | None = None) -> Table:
     frames = sum(len(c.indices) for c in result.clips) // max(1, len(result.clips))
     views = f"{len(result.clips)} clip(s) x {result.crops} crop(s) of {frames} frames"
     caption = f"{result.model.name} · {result.model.dtype} on {result.model.device} · {views}"
-    table = Table(title=escape(result.path), caption=escape(caption), title_justify="left", caption_justify="left")
+    title = escape(title or result.path)
+    table = Table(title=title, caption=escape(caption), title_justify="left", caption_justify="left")
     table.add_column("#", justify="right", style="dim")
     table.add_column("label")
     table.add_column("probability", justify="right")
@@ -158,17 +197,27 @@ def prediction_table(result) -> Table:
 
 
 def models_table(rows, default_model: str) -> Table:
+    """One row per preset: its name with where the weights come from beneath it (a hub id is never split), then the
+    frames x size, labels, licence and whether it runs offline; 80 columns wide."""
     from rich import box
 
-    licences = sorted({p.license or "unknown" for p, _ in rows})
-    caption = f"default: {default_model}; licence: {', '.join(licences)}; --model also takes a hub id or a folder"
-    table = Table(caption=caption, caption_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("name", "source", "frames", "labels", "licence", "cached"):
-        table.add_column(column, no_wrap=column != "source", overflow="fold")
+    caption = f"default: {default_model}; --model also takes a hub id or a folder"
+    table = Table(
+        caption=caption,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+    )
+    table.add_column("name / source", no_wrap=True)
+    for column in ("frames", "labels", "licence", "cached"):
+        table.add_column(column, no_wrap=True)
     for p, ok in rows:
+        source = "bundled in tsf" if p.bundled is not None else p.source
         table.add_row(
-            p.name,
-            p.source if p.bundled is None else "bundled",
+            Text.assemble((p.name, "bold"), "\n", (source, "dim")),
             f"{p.frames}x{p.image_size}",
             str(p.num_labels),
             p.license or "?",
@@ -181,8 +230,8 @@ def info_table(found) -> Table:
     import dataclasses
 
     duration = f"{found.duration_s:.3f} s" if found.duration_s is not None else "unknown duration"
-    table = Table(title=f"{found.path} ({found.container}, {duration})", title_justify="left")
-    table.add_column("stream", style="bold")
+    table = Table(title=escape(f"{found.path} ({found.container}, {duration})"), title_justify="left")
+    table.add_column("stream", style="bold", no_wrap=True)
     for stream in found.streams:
         chosen = " (used)" if stream.index == found.video_stream else ""
         table.add_column(f"{stream.index}: {stream.type}{chosen}")
@@ -200,8 +249,12 @@ def _cell(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def evaluation_tables(result) -> tuple[Table, Table]:
-    """The accuracy per class with the totals, and the confusion matrix."""
+CONFUSION_MAX_LABELS = 20  # beyond this a matrix no longer reads in a terminal; --csv writes it whole
+
+
+def evaluation_tables(result) -> tuple[Table, ...]:
+    """The accuracy per class with the totals, and the confusion matrix with numbered columns (labels as column
+    headers would be cut short), where it fits."""
     summary = Table(title=f"{result.model.name}: {result.count} videos", title_justify="left")
     for column in ("label", "videos", "top-1"):
         summary.add_column(column, justify="left" if column == "label" else "right")
@@ -209,12 +262,14 @@ def evaluation_tables(result) -> tuple[Table, Table]:
         summary.add_row(c.label, str(c.count), f"{c.accuracy:.1%}")
     summary.add_section()
     summary.add_row("[bold]all[/]", str(result.count), f"[bold]{result.top1:.1%}[/] (top-5 {result.top5:.1%})")
+    if len(result.columns) > CONFUSION_MAX_LABELS:
+        return (summary,)
     confusion = Table(title="confusion (rows: true, columns: predicted)", title_justify="left")
-    confusion.add_column("")
-    for column in result.columns:
-        confusion.add_column(column, justify="right")
-    for label, row in zip(result.labels, result.confusion, strict=True):
-        confusion.add_row(label, *(str(n) if n else "." for n in row))
+    confusion.add_column("", no_wrap=True)
+    for number, column in enumerate(result.columns, 1):
+        confusion.add_column("other" if column == "(other)" else str(number), justify="right", no_wrap=True)
+    for number, (label, row) in enumerate(zip(result.labels, result.confusion, strict=True), 1):
+        confusion.add_row(f"{number} {escape(label)}", *(str(n) if n else "." for n in row))
     return summary, confusion
 
 
@@ -255,7 +310,7 @@ class TrainDisplay:
             if event.val_accuracy is not None:
                 held_out = f"  held-out loss {event.val_loss:.4f} acc {event.val_accuracy:.3f}"
             skipped = f"  ({event.skipped} videos skipped)" if event.skipped else ""
-            self._progress.console.log(
+            self._progress.console.print(
                 f"epoch {event.epoch}/{event.epochs}  step {event.step}  loss {event.loss:.4f}"
                 f"  acc {event.accuracy:.3f}{held_out}{skipped}"
             )

@@ -30,6 +30,16 @@ class Pool(str, Enum):
     mean = "mean"
 
 
+class RecordFormat(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class Runtime(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
+
+
 def value(choice: Enum | None):
     """An option's plain value for the API (Typer hands over the Enum member)."""
     return choice.value if isinstance(choice, Enum) else choice
@@ -37,13 +47,15 @@ def value(choice: Enum | None):
 
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Preset name (see `tsf models`), hub id, or local folder. [default: base-k400]"),
+    typer.Option(
+        "--model", "-m", help="Preset name (see `tsf models`), hub id, or local folder. \\[default: base-k400]"
+    ),
 ]
 RevisionOpt = Annotated[str | None, typer.Option(help="Hub revision (branch, tag or commit) to load.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 DTypeOpt = Annotated[DType, typer.Option(help="Compute precision; auto: bf16 where the hardware runs it natively.")]
-FramesOpt = Annotated[int | None, typer.Option(min=1, help="Frames per clip. [default: the model's]")]
-SamplingOpt = Annotated[Sampling | None, typer.Option(help="How frames are chosen. [default: the model's]")]
+FramesOpt = Annotated[int | None, typer.Option(min=1, help="Frames per clip. \\[default: the model's]")]
+SamplingOpt = Annotated[Sampling | None, typer.Option(help="How frames are chosen. \\[default: the model's]")]
 StrideOpt = Annotated[int | None, typer.Option(min=1, help="Frame step for --sampling stride.")]
 ClipsOpt = Annotated[int | None, typer.Option(min=1, help="Temporal clips per video (averaged).")]
 StartOpt = Annotated[
@@ -53,7 +65,11 @@ CropsOpt = Annotated[int | None, typer.Option(min=1, max=3, help="Spatial crops 
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Videos per model batch.")]
 WorkersOpt = Annotated[int | None, typer.Option(min=0, help="Decoding processes (0: decode in this process).")]
 TimeoutOpt = Annotated[float, typer.Option(min=1, help="Seconds one video may take to decode before it fails.")]
+RuntimeOpt = Annotated[Runtime, typer.Option(help="torch, or onnx: the model through ONNX Runtime (tsf-cli\\[onnx]).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout instead of tables.")]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Fail the videos whose results would carry warnings (padded, still, damaged).")
+]
 
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output file; its extension picks the format.")]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")]
@@ -72,22 +88,27 @@ SourcesArg = Annotated[
 WindowOpt = Annotated[
     float | None,
     typer.Option(
-        help="Seconds per window (default: the clip the model was trained on: 8.5 s for the Kinetics presets, "
-        "4 s for Something-Something, 2 s for demo)."
+        help="Seconds per window. \\[default: the clip the model was trained on: 8.5 s for the Kinetics presets, "
+        "4 s for Something-Something, 2 s for demo]"
     ),
 ]
 HopOpt = Annotated[
-    float | None, typer.Option(help="Seconds from one window's start to the next (default: half the window).")
+    float | None, typer.Option(help="Seconds from one window's start to the next. \\[default: half the window]")
 ]
 MinProbabilityOpt = Annotated[
     float | None,
     typer.Option(
-        min=0, max=1, help="A window whose top label is less probable than this votes 'uncertain' (default: 0.5)."
+        min=0,
+        max=1,
+        show_default=False,
+        help="A window whose top label is less probable than this votes 'uncertain'. \\[default: 0.5]",
     ),
 ]
 SmoothOpt = Annotated[
     int | None,
     typer.Option(
-        min=1, help="Each window takes the majority vote of this many windows around it (odd; 1: none; default: 3)."
+        min=1,
+        show_default=False,
+        help="Each window takes the majority vote of this many windows around it (odd; 1: none). \\[default: 3]",
     ),
 ]

@@ -26,6 +26,7 @@ from .options import (
     OutputOpt,
     OverwriteOpt,
     Pool,
+    RecordFormat,
     RecursiveOpt,
     ResumeOpt,
     RetryOpt,
@@ -34,6 +35,7 @@ from .options import (
     SmoothOpt,
     SourcesArg,
     StartOpt,
+    StrictOpt,
     StrideOpt,
     TimeoutOpt,
     WindowOpt,
@@ -58,6 +60,7 @@ def classify(
     crops: CropsOpt = None,
     start: StartOpt = None,
     revision: RevisionOpt = None,
+    strict: StrictOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of tables.")] = False,
 ):
     """Top-k labels of each video, as a table (or JSON with --json)."""
@@ -77,8 +80,10 @@ def classify(
         clips=clips,
         crops=crops,
         start=start,
+        strict=strict,
         observer=display.Loading(),
     )
+    display.record_warnings(records)
     if as_json:
         api.write_json_document(records, sys.stdout)
     else:
@@ -94,7 +99,9 @@ def classify(
 
 def batch(
     sources: SourcesArg,
-    output: OutputOpt,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output file, .jsonl or .csv; - for standard output (see --format).")
+    ],
     recursive: RecursiveOpt = False,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
@@ -113,6 +120,10 @@ def batch(
     crops: CropsOpt = None,
     start: StartOpt = None,
     revision: RevisionOpt = None,
+    strict: StrictOpt = False,
+    format: Annotated[
+        RecordFormat | None, typer.Option(help="The records' format on standard output (-o -). \\[default: jsonl]")
+    ] = None,
     timeline: Annotated[
         bool, typer.Option("--timeline", help="Record each video's timeline (its segments) instead of its labels.")
     ] = False,
@@ -152,6 +163,8 @@ def batch(
             clips=clips,
             crops=crops,
             start=start,
+            strict=strict,
+            format=value(format),
             timeline=timeline,
             windows=windows,
             window=window,
@@ -160,7 +173,7 @@ def batch(
             smooth=smooth,
             observer=progress,
         )
-    _finish(summary)
+    _finish(summary, sources)
 
 
 def embed(
@@ -186,6 +199,7 @@ def embed(
     crops: CropsOpt = None,
     start: StartOpt = None,
     revision: RevisionOpt = None,
+    strict: StrictOpt = False,
 ):
     """One embedding per video into OUTPUT: .npy (+ .json sidecar), .npz, .safetensors, .parquet or .jsonl.
 
@@ -214,12 +228,15 @@ def embed(
             clips=clips,
             crops=crops,
             start=start,
+            strict=strict,
             observer=progress,
         )
-    _finish(summary)
+    _finish(summary, sources)
 
 
-def _finish(summary) -> None:
+def _finish(summary, sources: list[str]) -> None:
+    if not summary.total:
+        display.warn(f"nothing to do: {', '.join(sources)} holds no files (hidden ones do not count)")
     display.stderr.print(display.summary_line(summary), soft_wrap=True, markup=False)
     if summary.failed or summary.failed_before:
         raise typer.Exit(EXIT_SOME_FAILED)

@@ -23,6 +23,7 @@ from .options import (
     ModelOpt,
     RevisionOpt,
     SamplingOpt,
+    StrictOpt,
     StrideOpt,
     value,
 )
@@ -109,26 +110,27 @@ def evaluate(
     clips: ClipsOpt = None,
     crops: CropsOpt = None,
     revision: RevisionOpt = None,
+    strict: StrictOpt = False,
 ):
     """Top-1 / top-5 accuracy, per-class accuracy and the confusion matrix of a model on a labelled set."""
-    result = api.evaluate(
-        data_dir,
-        model=model or api.DEFAULT_MODEL,
-        revision=revision,
-        device=device,
-        dtype=value(dtype),
-        batch_size=batch_size,
-        workers=workers,
-        frames=frames,
-        sampling=value(sampling),
-        stride=stride,
-        clips=clips,
-        crops=crops,
-        csv=csv,
-        observer=display.Loading(),
-    )
-    for failure in result.failures:
-        display.say("skipped", "yellow", failure.message)
+    with display.RunProgress() as progress:
+        result = api.evaluate(
+            data_dir,
+            model=model or api.DEFAULT_MODEL,
+            revision=revision,
+            device=device,
+            dtype=value(dtype),
+            batch_size=batch_size,
+            workers=workers,
+            frames=frames,
+            sampling=value(sampling),
+            stride=stride,
+            clips=clips,
+            crops=crops,
+            csv=csv,
+            strict=strict,
+            observer=progress,
+        )
     if as_json:
         json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

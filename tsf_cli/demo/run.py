@@ -24,6 +24,18 @@ class DemoRun:
     clip: SyntheticClip
     seed: int
     result: VideoResult | VideoFailure
+    kept: Path | None  # where the clip was kept (``output``), None where it was not
+
+    @property
+    def correct(self) -> bool | None:
+        if isinstance(self.result, VideoFailure):
+            return None
+        return self.result.predictions[0].label == self.clip.motion
+
+    def to_dict(self) -> dict:
+        """What the run was about, beside the result: the truth, the seed, and where the clip is (if anywhere)."""
+        kept = None if self.kept is None else str(self.kept)
+        return {"truth": self.clip.motion, "seed": self.seed, "clip": kept, "correct": self.correct}
 
 
 def run_demo(
@@ -71,4 +83,4 @@ def run_demo(
                 raise OutputError(f"{output}: cannot write the clip: {exc.strerror or exc}") from None
     # The scratch copy is gone: name the clip by where it was kept, or by its bare file name.
     shown = output if output is not None else Path(clip.path.name)
-    return DemoRun(clip=replace(clip, path=shown), seed=seed, result=replace(result, path=str(shown)))
+    return DemoRun(clip=replace(clip, path=shown), seed=seed, result=replace(result, path=str(shown)), kept=output)

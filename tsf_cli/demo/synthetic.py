@@ -253,20 +253,25 @@ def _coverage(points: np.ndarray, height: int, width: int, supersample: int = 3)
     return slice(y0, y1), slice(x0, x1), alpha
 
 
-def render(spec: ClipSpec) -> np.ndarray:
-    """The clip's frames, (T, H, W, 3) uint8 RGB. Position, size and opacity change at a constant rate from the first
-    frame to the last."""
-    background = _background(spec)
+def _shape_at(spec: ClipSpec, index: int) -> tuple[np.ndarray, float]:
+    """The shape's outline (V, 2) in pixel coordinates in frame ``index``, and its opacity there: position, size and
+    opacity change at a constant rate from the first frame to the last."""
     rotation = np.array([[math.cos(spec.angle), -math.sin(spec.angle)], [math.sin(spec.angle), math.cos(spec.angle)]])
     outline = np.array(spec.outline, dtype=np.float64) @ rotation.T
+    u = index / (spec.num_frames - 1)
+    cx, cy = (a + u * (b - a) for a, b in zip(spec.start, spec.end, strict=True))
+    radius, opacity = (a + u * (b - a) for a, b in (spec.radius, spec.opacity))
+    return outline * radius + (cx, cy), opacity
+
+
+def render(spec: ClipSpec) -> np.ndarray:
+    """The clip's frames, (T, H, W, 3) uint8 RGB."""
+    background = _background(spec)
     color = np.array(spec.color, dtype=np.float32)
     noise_rng = np.random.default_rng(spec.texture_seed + 1)
     frames = np.empty((spec.num_frames, spec.height, spec.width, 3), dtype=np.uint8)
     for t in range(spec.num_frames):
-        u = t / (spec.num_frames - 1)
-        cx, cy = (a + u * (b - a) for a, b in zip(spec.start, spec.end, strict=True))
-        radius, opacity = (a + u * (b - a) for a, b in (spec.radius, spec.opacity))
-        points = outline * radius + (cx, cy)
+        points, opacity = _shape_at(spec, t)
         frame = background.copy()
         rows, cols, alpha = _coverage(points, spec.height, spec.width)
         frame[rows, cols] += opacity * alpha[..., None] * (color - frame[rows, cols])
@@ -274,6 +279,17 @@ def render(spec: ClipSpec) -> np.ndarray:
             frame += noise_rng.normal(0, spec.noise, frame.shape).astype(np.float32)
         frames[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
     return frames
+
+
+def shape_coverage(spec: ClipSpec, index: int) -> np.ndarray:
+    """(H, W) float32: how much of each pixel the shape covers in frame ``index`` (the antialiased alpha ``render``
+    draws it with, whatever its opacity). The moving shape is the only thing in a clip that carries its motion, so
+    this is what explanations of the demo model are scored against."""
+    points, _ = _shape_at(spec, index)
+    rows, cols, alpha = _coverage(points, spec.height, spec.width)
+    mask = np.zeros((spec.height, spec.width), dtype=np.float32)
+    mask[rows, cols] = alpha
+    return mask
 
 
 def write_video(path: str | Path, frames: np.ndarray, *, fps: int, codec: str | None = None) -> str:

@@ -72,12 +72,15 @@ def run(
     batch_size: int = 4,
     workers: int = 0,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    strict: bool = False,
 ) -> Iterator[Record]:
     """Classify (or, with ``pool``, embed) each path, yielding one record per path as soon as it is known.
 
     Views of up to ``batch_size`` videos run through the model together. With ``workers`` > 0 decoding runs in
     that many processes, overlapped with the model, and a decoder that crashes or takes more than ``timeout``
     seconds (None: no limit) fails only its own file. Records come in the order videos finish, not the order given.
+    A video whose views come with warnings (``VideoViews.warnings``) is a failure with ``strict``, a record that
+    carries them without.
     """
     if pool is not None and pool not in POOLS:
         raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
@@ -90,6 +93,9 @@ def run(
     for loaded in load_all(paths, views, predictor.preprocess_config, workers, timeout):
         if isinstance(loaded, VideoFailure):
             yield loaded
+            continue
+        if strict and loaded.warnings:
+            yield VideoFailure(loaded.path, "Warning", f"{loaded.path}: {'; '.join(loaded.warnings)} (--strict)")
             continue
         batch.append(loaded)
         if len(batch) >= batch_size:
@@ -111,15 +117,15 @@ def _run_batch(predictor: Predictor, batch: list[VideoViews], top_k: int, pool: 
         if pool is None:
             yield _result(predictor, views, outputs[start:end], top_k)
         else:
-            yield VideoEmbedding(views.path, outputs[start:end].mean(0).numpy(), pool, views.clips, predictor.info)
+            vector = outputs[start:end].mean(0).numpy()
+            yield VideoEmbedding(views.path, vector, pool, views.clips, predictor.info, views.warnings)
         start = end
 
 
 def _result(predictor: Predictor, views: VideoViews, probabilities: torch.Tensor, top_k: int) -> VideoResult:
     mean = probabilities.mean(0)  # average over the clips x crops views, as the original test protocol does
-    return VideoResult(
-        views.path, top_predictions(predictor.labels, mean, top_k), views.clips, views.crops, predictor.info
-    )
+    predictions = top_predictions(predictor.labels, mean, top_k)
+    return VideoResult(views.path, predictions, views.clips, views.crops, predictor.info, views.warnings)
 
 
 def top_predictions(labels: list[str], probabilities: torch.Tensor, top_k: int) -> tuple[Prediction, ...]:

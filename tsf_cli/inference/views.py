@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..media.decode import sample_clips
+from ..media.decode import SampledVideo, sample_video
 from ..media.limits import DecodeLimits
 from ..media.preprocess import PreprocessConfig, crop_views
 from ..media.sampling import SAMPLINGS
@@ -72,6 +72,7 @@ class VideoViews:
     pixels: np.ndarray  # (clips * crops, frames, height, width, 3) uint8, resized and cropped, not normalised
     clips: tuple[ClipFrames, ...]
     crops: int
+    warnings: tuple[str, ...] = ()  # what the views cannot show (media.decode.SampledVideo.warnings)
 
 
 def load_views(
@@ -86,7 +87,15 @@ def load_views(
     (the seed draws the frames, the crop and the flip); otherwise the views inference takes."""
     if augment is not None and seed is not None:
         return _augmented(path, options, preprocess_config, limits, augment, np.random.default_rng(seed))
-    clips = sample_clips(
+    sampled = decode_clips(path, options, limits)
+    pixels = crop_views([clip.frames for clip in sampled.clips], preprocess_config, crops=options.crops)
+    return VideoViews(path, pixels, _provenance(sampled.clips), options.crops, sampled.warnings)
+
+
+def decode_clips(path: str, options: ViewOptions, limits: DecodeLimits = DecodeLimits()) -> SampledVideo:
+    """The decoded clips whose views inference takes: what ``load_views`` cuts them from (and ``tsf explain``
+    draws on)."""
+    return sample_video(
         path,
         options.frames,
         options.sampling,
@@ -97,12 +106,10 @@ def load_views(
         stream=options.stream,
         limits=limits,
     )
-    pixels = crop_views([clip.frames for clip in clips], preprocess_config, crops=options.crops)
-    return VideoViews(path, pixels, _provenance(clips), options.crops)
 
 
 def _augmented(path, options, preprocess_config, limits, augment, rng: np.random.Generator) -> VideoViews:
-    (clip,) = sample_clips(
+    sampled = sample_video(
         path,
         options.frames,
         options.sampling,
@@ -112,6 +119,7 @@ def _augmented(path, options, preprocess_config, limits, augment, rng: np.random
         stream=options.stream,
         limits=limits,
     )
+    (clip,) = sampled.clips
     frames = clip.frames  # (T, H, W, 3) uint8
     height, width = frames.shape[1:3]
     side = round(min(height, width) * math.sqrt(rng.uniform(augment.min_crop_scale, 1.0)))
@@ -120,7 +128,7 @@ def _augmented(path, options, preprocess_config, limits, augment, rng: np.random
     if augment.flip and rng.random() < 0.5:
         frames = frames[:, :, ::-1]
     pixels = crop_views([np.ascontiguousarray(frames)], preprocess_config)
-    return VideoViews(path, pixels, _provenance([clip]), 1)
+    return VideoViews(path, pixels, _provenance([clip]), 1, sampled.warnings)
 
 
 def _provenance(clips) -> tuple[ClipFrames, ...]:

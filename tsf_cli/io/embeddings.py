@@ -1,9 +1,9 @@
 """Embedding files of ``tsf embed``: ``.npy``, ``.npz``, ``.safetensors``, ``.parquet``, ``.jsonl`` (chosen from
-``EMBEDDING_WRITERS``), each written whole and atomically.
+``EMBEDDING_WRITERS``), each written whole and atomically, and each read back whole to add to it.
 
 As most of these formats cannot be appended to, an ``EmbeddingJournal`` streams each finished vector to
 ``<output>.partial.jsonl`` (a record sink of its own, so it resumes as a ``tsf batch`` output does) and turns it into
-the output once every video is done.
+the output once every video is done. Resuming a finished output starts its journal from what the output holds.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,10 +45,29 @@ def _metadata(embeddings: Sequence[VideoEmbedding], failures: Sequence[VideoFail
             "tsf_version": __version__,
             "model": first.model.to_dict() if first else None,
             "pool": first.pool if first else None,
-            "videos": [{"path": e.path, "clips": [c.to_dict() for c in e.clips]} for e in embeddings],
+            "videos": [
+                {"path": e.path, "clips": [c.to_dict() for c in e.clips], "warnings": list(e.warnings)}
+                for e in embeddings
+            ],
             "failures": [f.to_dict() for f in failures],
         }
     )
+
+
+def _embedding(path: str, vector: np.ndarray, pool: str, model: dict, video: dict) -> VideoEmbedding:
+    clips = tuple(ClipFrames(tuple(c["indices"]), tuple(c["timestamps"]), c["padded"]) for c in video["clips"])
+    return VideoEmbedding(path, vector, pool, clips, ModelInfo(**model), tuple(video.get("warnings", ())))
+
+
+def _from_metadata(matrix: np.ndarray, metadata: str) -> tuple[list[VideoEmbedding], list[VideoFailure]]:
+    """Rows and failures back from an array and the metadata ``_metadata`` wrote beside it."""
+    meta = json.loads(metadata)
+    embeddings = [
+        _embedding(video["path"], np.asarray(matrix[i], dtype=np.float32), meta["pool"], meta["model"], video)
+        for i, video in enumerate(meta["videos"])
+    ]
+    failures = [VideoFailure(f["path"], f["error"], f["message"]) for f in meta["failures"]]
+    return embeddings, failures
 
 
 class NpyWriter:
@@ -62,6 +82,10 @@ class NpyWriter:
         with atomic_file(path) as array_file, atomic_file(sidecar) as metadata_file:
             np.save(array_file, _matrix(embeddings), allow_pickle=False)
             metadata_file.write(_metadata(embeddings, failures).encode("ascii") + b"\n")
+
+    def read(self, path: Path) -> tuple[list[VideoEmbedding], list[VideoFailure]]:
+        sidecar = path.with_name(path.name + ".json")
+        return _from_metadata(np.load(path, allow_pickle=False), sidecar.read_text(encoding="ascii"))
 
 
 class NpzWriter:
@@ -79,6 +103,10 @@ class NpzWriter:
                 metadata=np.array(_metadata(embeddings, failures)),
             )
 
+    def read(self, path: Path) -> tuple[list[VideoEmbedding], list[VideoFailure]]:
+        with np.load(path, allow_pickle=False) as saved:
+            return _from_metadata(saved["embeddings"], str(saved["metadata"]))
+
 
 class SafetensorsWriter:
     """The tensor ``embeddings`` (N, D) float32; the JSON metadata in the header under the key ``tsf``."""
@@ -90,6 +118,12 @@ class SafetensorsWriter:
 
         with atomic_file(path) as f:
             f.write(save({"embeddings": _matrix(embeddings)}, metadata={"tsf": _metadata(embeddings, failures)}))
+
+    def read(self, path: Path) -> tuple[list[VideoEmbedding], list[VideoFailure]]:
+        from safetensors import safe_open
+
+        with safe_open(path, "np") as saved:
+            return _from_metadata(saved.get_tensor("embeddings"), saved.metadata()["tsf"])
 
 
 class ParquetWriter:
@@ -127,11 +161,18 @@ class ParquetWriter:
                 "pool": pa.array([e.pool for e in embeddings], pa.string()),
                 "frame_indices": pa.array([[c["indices"] for c in v] for v in clips], pa.list_(pa.list_(pa.int64()))),
                 "timestamps": pa.array([[c["timestamps"] for c in v] for v in clips], pa.list_(pa.list_(pa.float64()))),
+                "warnings": pa.array([list(e.warnings) for e in embeddings], pa.list_(pa.string())),
             }
         )
         table = table.replace_schema_metadata({"tsf": _metadata(embeddings, failures)})
         with atomic_file(path) as f:
             self.pq.write_table(table, f)
+
+    def read(self, path: Path) -> tuple[list[VideoEmbedding], list[VideoFailure]]:
+        table = self.pq.read_table(path)
+        column = table.column("embedding").combine_chunks()
+        matrix = column.values.to_numpy(zero_copy_only=False).reshape(len(table), column.type.list_size)
+        return _from_metadata(matrix.astype(np.float32), table.schema.metadata[b"tsf"].decode("ascii"))
 
 
 class JsonlEmbeddingWriter:
@@ -144,6 +185,17 @@ class JsonlEmbeddingWriter:
         with atomic_file(path) as f:
             for item in (*embeddings, *failures):
                 f.write(json_line(item.to_dict()))
+
+    def read(self, path: Path) -> tuple[list[VideoEmbedding], list[VideoFailure]]:
+        embeddings, failures = [], []
+        for line in path.read_bytes().splitlines():
+            obj = json.loads(line.decode("utf-8", ENCODING_ERRORS))
+            if obj["status"] == "error":
+                failures.append(VideoFailure(obj["path"], obj["error"], obj["message"]))
+            else:
+                vector = np.array(obj["vector"], dtype=np.float32)
+                embeddings.append(_embedding(obj["path"], vector, obj["pool"], obj["model"], obj))
+        return embeddings, failures
 
 
 EMBEDDING_WRITERS = {
@@ -187,6 +239,7 @@ class _JournalRecords(JsonlRecords):
                 "pool": record.pool,
                 "model": record.model.to_dict(),
                 "clips": [c.to_dict() for c in record.clips],
+                "warnings": list(record.warnings),
                 "vector_f32le_b64": base64.b64encode(vector).decode("ascii"),
             }
         )
@@ -207,13 +260,8 @@ class _JournalRecords(JsonlRecords):
         obj = json.loads(line.decode("utf-8", ENCODING_ERRORS))
         if obj["status"] == "error":
             return VideoFailure(obj["path"], obj["error"], obj["message"])
-        return VideoEmbedding(
-            path=obj["path"],
-            vector=np.frombuffer(base64.b64decode(obj["vector_f32le_b64"]), dtype="<f4").astype(np.float32),
-            pool=obj["pool"],
-            clips=tuple(ClipFrames(tuple(c["indices"]), tuple(c["timestamps"]), c["padded"]) for c in obj["clips"]),
-            model=ModelInfo(**obj["model"]),
-        )
+        vector = np.frombuffer(base64.b64decode(obj["vector_f32le_b64"]), dtype="<f4").astype(np.float32)
+        return _embedding(obj["path"], vector, obj["pool"], obj["model"], obj)
 
 
 class EmbeddingJournal:
@@ -262,16 +310,31 @@ def open_embedding_journal(
 
     The format is checked first, so an unknown extension or missing pyarrow fails before any video is processed.
     Without ``resume`` or ``overwrite``, an existing output or journal is refused. ``resume`` continues the journal
-    of an interrupted run as ``open_record_sink`` does; an output completed earlier (no journal left) is not
-    extended: that is refused too. ``overwrite`` empties the journal; the old output stays until the new one replaces
-    it.
+    of an interrupted run as ``open_record_sink`` does, or, when an earlier run finished, a journal started from what
+    ``output`` holds, so that new inputs are added to it. ``overwrite`` empties the journal; the old output stays until
+    the new one replaces it.
     """
     output = Path(output)
     writer = get_embedding_writer(output)
     journal = output.with_name(output.name + ".partial.jsonl")
     if resume and not journal.exists() and has_content(output):
-        raise OutputError(f"{output} is complete (no {journal.name} to resume from): use --overwrite to redo it")
+        _journal_from(output, writer, journal)
     if not resume and not overwrite and has_content(output):
         raise OutputError(f"{output} already exists: use --overwrite to replace it")
     sink = RecordSink(journal, _JournalRecords(), None, resume=resume, overwrite=overwrite, retry_failed=retry_failed)
     return EmbeddingJournal(output, writer, sink)
+
+
+def _journal_from(output: Path, writer, journal: Path) -> None:
+    """Start ``journal`` with every row and failure of a finished ``output``, in its order."""
+    from safetensors import SafetensorError
+
+    try:
+        embeddings, failures = writer.read(output)
+    # what a damaged file of each format raises: a bad zip (npz), header (safetensors, npy), JSON or schema
+    except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile, SafetensorError) as exc:
+        raise OutputError(f"{output}: cannot be read back to add to it ({exc}); use --overwrite to redo it") from exc
+    records = _JournalRecords()
+    with reporting(journal), atomic_file(journal) as file:
+        for item in (*embeddings, *failures):
+            file.write(records.encode(item, None))

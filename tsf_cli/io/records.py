@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .. import __version__
-from ..errors import OutputError
+from ..errors import OutputError, UsageError
 from ..results import Timeline, VideoFailure, VideoResult
 from .atomic import atomic_file, lock_file, reporting
 
@@ -136,7 +137,8 @@ def _failed(status: str) -> bool:
 
 
 class CsvRecords:
-    """One row per video: path, status, label_1, prob_1 ... label_k, prob_k, error, message, model, revision.
+    """One row per video: path, status, label_1, prob_1 ... label_k, prob_k, error, message, warnings (joined by
+    "; "), model, revision.
 
     The header fixes k, so a file can only be resumed with the top-k it was written with. Probabilities are written as
     Python's repr of the float, which reads back to the same value.
@@ -147,20 +149,23 @@ class CsvRecords:
     @staticmethod
     def columns(top_k: int) -> list[str]:
         ranked = [f"{name}_{rank}" for rank in range(1, top_k + 1) for name in ("label", "prob")]
-        return ["path", "status", *ranked, "error", "message", "model", "revision"]
+        return ["path", "status", *ranked, "error", "message", "warnings", "model", "revision"]
 
     def header(self, top_k: int | None) -> bytes:
         return self._row(self.columns(top_k))
 
     def encode(self, record, top_k: int | None) -> bytes:
         if isinstance(record, VideoFailure):
-            return self._row([record.path, record.status, *[""] * (2 * top_k), record.error, record.message, "", ""])
+            return self._row(
+                [record.path, record.status, *[""] * (2 * top_k), record.error, record.message, "", "", ""]
+            )
         if len(record.predictions) > top_k:
             raise ValueError(f"{record.path}: {len(record.predictions)} predictions do not fit columns for top {top_k}")
         ranked = [cell for p in record.predictions for cell in (p.label, p.probability)]
         ranked += [""] * (2 * top_k - len(ranked))
         model = record.model
-        return self._row([record.path, record.status, *ranked, "", "", model.name, model.revision or ""])
+        warnings = "; ".join(record.warnings)
+        return self._row([record.path, record.status, *ranked, "", "", warnings, model.name, model.revision or ""])
 
     identity = staticmethod(_record_identity)
 
@@ -200,6 +205,10 @@ class CsvRecords:
     def _top_k_of(self, header: list[str]) -> int:
         top_k, odd = divmod(len(header) - len(self.columns(0)), 2)
         if odd or top_k < 0 or header != self.columns(top_k):
+            if header[-4:] == ["error", "message", "model", "revision"]:
+                raise ValueError(
+                    "it was written by an earlier tsf (no warnings column): start it again with --overwrite"
+                )
             raise ValueError("its header is not tsf's columns")
         return top_k
 
@@ -383,6 +392,9 @@ def _describe(identity: dict) -> str:
     return ", ".join(f"{key} {value}" for key, value in identity.items())
 
 
+STDOUT = "-"  # as an output path: the records go to standard output, for a pipeline
+
+
 def open_record_sink(
     path: str | os.PathLike,
     *,
@@ -390,26 +402,59 @@ def open_record_sink(
     resume: bool = False,
     overwrite: bool = False,
     retry_failed: bool = False,
-) -> RecordSink:
-    """Open the ``.jsonl`` or ``.csv`` record file of a batch run; use it as a context manager.
+    format: str | None = None,
+) -> RecordSink | StreamSink:
+    """Open the ``.jsonl`` or ``.csv`` record file of a batch run (``-``: standard output); use it as a context
+    manager.
 
     Without ``resume`` or ``overwrite`` an existing non-empty file is refused. ``resume`` keeps the complete records
     (cutting off one torn by a crash) and appends; recorded failures count as done unless ``retry_failed``, which
-    removes them from the file first. ``overwrite`` empties the file.
+    removes them from the file first. ``overwrite`` empties the file. ``format`` ("jsonl" or "csv") picks the format
+    of standard output; for a file it must agree with the suffix.
     """
+    if str(path) == STDOUT:
+        if resume:
+            raise UsageError("--resume needs an output file to read back, not -")
+        return StreamSink(by_extension(Path(f"stdout.{format or 'jsonl'}"), RECORD_FORMATS, "records"), top_k)
     path = Path(path)
-    format = by_extension(path, RECORD_FORMATS, "records")
-    return RecordSink(path, format, top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed)
+    record_format = by_extension(path, RECORD_FORMATS, "records")
+    if format is not None and record_format.extension != f".{format}":
+        raise UsageError(f"{path}: --format {format} disagrees with the file's suffix")
+    return RecordSink(path, record_format, top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed)
+
+
+class StreamSink:
+    """Records to standard output, each flushed as it is written: nothing to resume from and nothing to lock."""
+
+    def __init__(self, format, top_k: int):
+        self.format, self.top_k = format, top_k
+        self.path = STDOUT
+        self.done: set[str] = set()
+        self.failed: set[str] = set()
+        self._out = sys.stdout.buffer
+        self._out.write(format.header(top_k))
+        self._out.flush()
+
+    def write(self, record) -> None:
+        self._out.write(self.format.encode(record, self.top_k))
+        self._out.flush()
+
+    def __enter__(self) -> StreamSink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._out.flush()
 
 
 # --- The JSON document of `tsf classify --json` ------------------------------------------------------------------
 
 
-def write_json_document(results: Iterable[VideoResult | VideoFailure], file: TextIO) -> None:
-    """Write ``{"tsf_version": ..., "results": [...]}`` to ``file``, one entry per video in the order given.
+def write_json_document(results: Iterable[VideoResult | VideoFailure], file: TextIO, **extra) -> None:
+    """Write ``{"tsf_version": ..., "results": [...]}`` (and any ``extra`` keys) to ``file``, one entry per video in the
+    order given.
 
     Keys keep the order of ``to_dict()`` (path and status first) instead of being sorted: as stable, and readable.
     """
-    document = {"tsf_version": __version__, "results": [r.to_dict() for r in results]}
+    document = {"tsf_version": __version__, "results": [r.to_dict() for r in results], **extra}
     json.dump(document, file, indent=2, ensure_ascii=False)
     file.write("\n")

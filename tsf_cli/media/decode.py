@@ -51,6 +51,15 @@ class Clip:
     padded: int  # trailing entries that repeat the last frame because the video is shorter than the clip
 
 
+@dataclass(frozen=True, eq=False)
+class SampledVideo:
+    """The clips of one video, and what a result made from them should say about how much they can tell."""
+
+    clips: list[Clip]
+    num_frames: int  # frames in the stream, as decoded
+    warnings: tuple[str, ...]  # each a sentence: padded clips, a still picture
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Opening
 
@@ -544,7 +553,12 @@ def stream_frames(
         raise read_failure(path, exc, limits) from exc
 
 
-def sample_clips(
+def sample_clips(path, num_frames: int, sampling: str = "uniform", **options) -> list[Clip]:
+    """``sample_video(...).clips``: the clips alone."""
+    return sample_video(path, num_frames, sampling, **options).clips
+
+
+def sample_video(
     path,
     num_frames: int,
     sampling: str = "uniform",
@@ -556,7 +570,7 @@ def sample_clips(
     seed: int | None = None,
     stream: int | None = None,
     limits: DecodeLimits = DecodeLimits(),
-) -> list[Clip]:
+) -> SampledVideo:
     """Decode ``clips`` temporal views of ``num_frames`` frames each from a video.
 
     ``sampling``:
@@ -570,7 +584,7 @@ def sample_clips(
     (``np.random.seed(seed)`` then the docs' function gives the same window), the others a random frame in each
     segment. ``stream`` is a stream index as ``probe`` lists them (default: the best video stream).
 
-    A video shorter than a clip repeats its last frame; ``Clip.padded`` counts the repeats.
+    A video shorter than a clip repeats its last frame; ``Clip.padded`` counts the repeats, and the warnings say so.
     """
     check_sampling(num_frames, sampling, clips, frame_sample_rate, target_fps, start)
     path = os.fspath(path)
@@ -595,7 +609,7 @@ def sample_clips(
             continue
         index, frame = item
         frames[index] = frame
-    return _clips(plans, frames, times)
+    return _sampled(plans, frames, times)
 
 
 def _times_of(all_pts: list, stream) -> np.ndarray:
@@ -605,9 +619,29 @@ def _times_of(all_pts: list, stream) -> np.ndarray:
     return np.arange(len(all_pts), dtype=np.float64) / _declared_rate(stream)
 
 
-def _clips(plans, frames: dict[int, np.ndarray], times: np.ndarray) -> list[Clip]:
-    result = []
+def _sampled(plans, frames: dict[int, np.ndarray], times: np.ndarray) -> SampledVideo:
+    clips = []
     for points, padded in plans:
-        stacked = np.stack([frames[int(i)] for i in points])  # (T, H, W, 3)
-        result.append(Clip(stacked, tuple(int(i) for i in points), tuple(float(times[i]) for i in points), padded))
-    return result
+        stacked = np.stack([frames[int(i)] for i in points])  # (T, H, W, 3), turned as displayed
+        clips.append(Clip(stacked, tuple(int(i) for i in points), tuple(float(times[i]) for i in points), padded))
+    return SampledVideo(clips, len(times), _warnings(clips, len(times)))
+
+
+def _warnings(clips: list[Clip], num_frames: int) -> tuple[str, ...]:
+    """What a label made from these clips cannot be trusted for: frames that are not the video's own, no motion."""
+    found = []
+    if num_frames == 1:
+        found.append("a single frame (a still image): there is no motion to classify")
+    else:
+        padded = max(clip.padded for clip in clips)
+        if padded:
+            length = len(clips[0].indices)
+            found.append(
+                f"the clip runs past the video's end ({num_frames} frames): {padded} of its {length} frames repeat "
+                "the last one"
+            )
+        distinct = {int(i) for clip in clips for i in clip.indices}
+        first = clips[0].frames[0]
+        if len(distinct) > 1 and all(np.array_equal(frame, first) for clip in clips for frame in clip.frames):
+            found.append(f"all {len(distinct)} sampled frames are the same picture: nothing moves")
+    return tuple(found)

@@ -187,7 +187,7 @@ def crop_views(
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"each clip must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
         resized = _resize(frames, config, backend)  # (T, h, w, 3) uint8
-        for top, left, height, width in _crop_boxes(*resized.shape[1:3], config, crops):
+        for top, left, height, width in crop_boxes(*resized.shape[1:3], config, crops):
             views.append(_crop(resized, top, left, height, width))  # (T, crop h, crop w, 3) uint8, often a view
     if len({v.shape for v in views}) > 1:
         raise ValueError("clips of different sizes give views of different sizes; turn do_center_crop on")
@@ -256,8 +256,10 @@ def _resize(frames: np.ndarray, config: PreprocessConfig, backend: str) -> np.nd
     return resized.permute(0, 2, 3, 1).numpy()
 
 
-def _crop_boxes(height: int, width: int, config: PreprocessConfig, crops: int) -> list[tuple[int, int, int, int]]:
-    """(top, left, height, width) of each crop; floor division centres it as transformers' center_crop does."""
+def crop_boxes(height: int, width: int, config: PreprocessConfig, crops: int) -> list[tuple[int, int, int, int]]:
+    """(top, left, height, width) of each crop of a resized (height, width) frame, in ``crop_views``' order; floor
+    division centres it as transformers' center_crop does. A box may leave the frame (``crop_views`` pads with
+    zeros)."""
     if not config.do_center_crop:
         return [(0, 0, height, width)]
     crop_height, crop_width = config.crop_size

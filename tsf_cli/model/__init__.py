@@ -19,6 +19,7 @@ _EXPORTS = {
     "VideoClassifierOutput": "timesformer",
     "ACTIVATIONS": "timesformer",
     "ATTENTION_TYPES": "timesformer",
+    "AttentionProbe": "timesformer",
     "POOLS": "timesformer",
     "convert_original_checkpoint": "convert",
 }

@@ -24,12 +24,19 @@ for exporters and compilers. Attention goes through ``F.scaled_dot_product_atten
 in bf16/fp16 on a CPU, the plain path is faster. Cast the model once with ``.to(device, dtype)`` (fp32, bf16 or fp16);
 pixel values are cast to the weights' dtype.
 
+Attention probes. ``TimesformerModel.forward(attention_probe=...)`` hands every attention core, softmax(q kᵀ/√d)·v, to
+a caller that computes it itself (``AttentionProbe``), so that it can reduce the maps as they are made instead of
+keeping them all (``tsf_cli.inference.rollout`` explains predictions that way). Without a probe nothing changes: the
+same code runs, one ``is None`` test aside.
+
 Nothing here does I/O: ``from_pretrained`` / ``save_pretrained`` come from ``loading``'s mixins, which know the
 classes only through ``config_class`` and ``base_model_prefix``.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -43,6 +50,15 @@ from .loading import PretrainedConfigMixin, PretrainedModelMixin
 ATTENTION_TYPES = ("divided_space_time", "space_only", "joint_space_time")
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 POOLS = ("cls", "mean")  # how forward_head reduces the tokens to one vector
+
+# ``probe(layer, kind, q, k, v) -> context`` stands in for one attention core, softmax(q kᵀ / sqrt(head_dim))·v, and
+# must return what the core would (attention dropout is not applied). q, k, v and the context are (B', S*H, L, hd):
+# S sequences of length L, H heads each, map m being head m % H of sequence m // H. ``kind`` says which attention:
+#   "time"  (divided): B' = B videos, S = 1 + N patch positions (s = 0 the class token's column, whose update the
+#           block throws away), L = T frames
+#   "space" (divided and space_only): B' = B*T frames, video-major, S = 1, L = 1 + N (token 0 the class token)
+#   "joint" (joint_space_time): B' = B, S = 1, L = 1 + N*T in the reference layout (frame index fastest)
+AttentionProbe = Callable[[int, str, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class TimesformerConfig(PretrainedConfigMixin):
@@ -253,6 +269,11 @@ def _namespace(**modules: nn.Module) -> nn.ModuleDict:
     return nn.ModuleDict(modules)
 
 
+def _bind(probe: Callable | None, kind: str) -> Callable | None:
+    """A layer's probe bound to one of its attentions: ``core(q, k, v)`` for ``Attention.context``."""
+    return None if probe is None else functools.partial(probe, kind)
+
+
 def drop_path(x: torch.Tensor, p: float, training: bool, mask_shape: tuple[int, ...]) -> torch.Tensor:
     """Stochastic depth: zero whole residual updates with probability ``p``, one draw per element of ``mask_shape``
     (broadcast over the rest), and scale the survivors by 1 / (1 - p)."""
@@ -348,9 +369,12 @@ class Attention(nn.Module):
         self.output = _namespace(dense=nn.Linear(d, d))
         self.output_dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def context(self, x: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def context(
+        self, x: torch.Tensor, need_weights: bool = False, core: Callable | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend along dim 1 of x (B, L, S, D): S independent sequences of length L per row -> (B, L, S, D), the
-        heads' outputs before the output projection, and the (B, S*H, L, L) maps if asked for."""
+        heads' outputs before the output projection, and the (B, S*H, L, L) maps if asked for. ``core(q, k, v)``, if
+        given, computes the attention itself (an ``AttentionProbe`` bound to its layer and kind)."""
         b, length, s, d = x.shape
         h = self.num_heads
         qkv = self.attention.qkv
@@ -365,7 +389,9 @@ class Attention(nn.Module):
         )
         dropout = self.attention_dropout if self.training else 0.0
         probs = None
-        if need_weights or not fused_attention_is_faster(x):
+        if core is not None:
+            out = core(q, k, v)  # (B, S*H, L, hd)
+        elif need_weights or not fused_attention_is_faster(x):
             probs = (q * (d // h) ** -0.5 @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, S*H, L, L)
             out = F.dropout(probs, dropout, self.training) @ v  # (B, S*H, L, hd)
         else:
@@ -384,6 +410,7 @@ class Block(nn.Module):
         super().__init__()
         d = config.hidden_size
         self.divided = config.attention_type == "divided_space_time"
+        self.attention_type = config.attention_type
         self.drop_path_rate = drop_path_rate
         # registered in transformers' order, so that state dicts and saved files list the tensors as its do
         self.attention = Attention(config)
@@ -421,20 +448,26 @@ class Block(nn.Module):
             self._folded_key = key
         return self._folded
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor, need_weights: bool = False, probe: Callable | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``probe(kind, q, k, v)``, if given, computes this layer's attention cores (an ``AttentionProbe`` bound to
+        the layer)."""
         if self.divided:
-            return self._divided(x, need_weights)
-        return self._joint(x, need_weights)
+            return self._divided(x, need_weights, probe)
+        return self._joint(x, need_weights, probe)
 
-    def _joint(self, x: torch.Tensor, need_weights: bool):
+    def _joint(self, x: torch.Tensor, need_weights: bool, probe: Callable | None = None):
         """x (B', L, D): every token attends to every other (joint: L = 1 + N*T; space_only: one frame per row)."""
         rows = (x.shape[0], 1, 1)
-        context, probs = self.attention.context(self.layernorm_before(x).unsqueeze(2), need_weights)  # (B', L, 1, D)
+        core = _bind(probe, "joint" if self.attention_type == "joint_space_time" else "space")
+        normed = self.layernorm_before(x).unsqueeze(2)  # (B', L, 1, D)
+        context, probs = self.attention.context(normed, need_weights, core)  # (B', L, 1, D)
         x = x + drop_path(self.attention.project(context.squeeze(2)), self.drop_path_rate, self.training, rows)
         x = x + drop_path(self.mlp(self.layernorm_after(x)), self.drop_path_rate, self.training, rows)
         return x, probs
 
-    def _divided(self, x: torch.Tensor, need_weights: bool):
+    def _divided(self, x: torch.Tensor, need_weights: bool, probe: Callable | None = None):
         """x (B, T, 1 + N, D), the class token repeated in column 0 of each frame.
 
         Stochastic depth draws one mask per row of the reference's reshaped batch: per (video, patch) for the temporal
@@ -445,7 +478,8 @@ class Block(nn.Module):
 
         # Temporal: every patch attends to itself across the frames. The class-token column rides along (it would
         # cost a copy to leave out) and its update is thrown away: the class token takes no part in it.
-        context, _ = self.temporal_attention.context(self.temporal_layernorm(x))  # (B, T, 1 + N, D)
+        core = _bind(probe, "time")
+        context, _ = self.temporal_attention.context(self.temporal_layernorm(x), core=core)  # (B, T, 1 + N, D)
         if fast_paths_apply() and not training:
             update = linear(context, *self.folded_temporal_projection())
         else:
@@ -456,7 +490,7 @@ class Block(nn.Module):
 
         # Spatial: within each frame, the class token and the frame's patches attend to each other.
         normed = self.layernorm_before(x).view(b * t, s, 1, d)
-        context, probs = self.attention.context(normed, need_weights)  # (B*T, 1 + N, 1, D)
+        context, probs = self.attention.context(normed, need_weights, _bind(probe, "space"))  # (B*T, 1 + N, 1, D)
         update = drop_path(self.attention.project(context).view(b, t, s, d), p, training, (b, t, 1, 1))
         # the one class token moves by its per-frame updates averaged over the frames
         update[:, :, 0] = update[:, :, 0].mean(dim=1, keepdim=True)
@@ -523,33 +557,42 @@ class TimesformerModel(TimesformerPreTrainedModel):
         patches = x[:, :, 1:].transpose(1, 2).reshape(b, (s - 1) * t, d)  # (B, N*T, D)
         return torch.cat((x[:, 0, :1], patches), dim=1)  # (B, 1 + N*T, D)
 
+    def final_norm(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+        """The last layer's tokens in the reference layout -> last_hidden_state: the final norm, after averaging each
+        token over the frames for space_only (as the original does, so that the head sees one video, not T frames)."""
+        if self.attention_type == "space_only":
+            x = x.view(batch, -1, *x.shape[1:]).mean(dim=1)  # (B, 1 + N, D)
+        return self.layernorm(x)
+
     def forward(
         self,
         pixel_values: torch.Tensor,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        attention_probe: AttentionProbe | None = None,
     ) -> BaseModelOutput | tuple:
         """pixel_values (B, T, C, H, W) -> last_hidden_state (B, 1 + N*T, D), plus the hidden states / attention
-        maps if asked for. Frames and resolution may differ from the config (see ``Embeddings.patch_grid``)."""
+        maps if asked for. Frames and resolution may differ from the config (see ``Embeddings.patch_grid``).
+        ``attention_probe`` computes every attention core of every layer (see ``AttentionProbe``)."""
+        if attention_probe is not None and output_attentions:
+            raise ValueError("output_attentions and attention_probe exclude each other: the probe computes the maps")
         b = pixel_values.shape[0]
         hidden_states = [] if output_hidden_states else None
         attentions = [] if output_attentions else None
         x = self.embeddings(pixel_values)
-        for layer in self.encoder.layer:
+        for index, layer in enumerate(self.encoder.layer):
             if hidden_states is not None:
                 hidden_states.append(self.reference_layout(x))
-            x, probs = layer(x, need_weights=bool(output_attentions))
+            probe = None if attention_probe is None else functools.partial(attention_probe, index)
+            x, probs = layer(x, need_weights=bool(output_attentions), probe=probe)
             if attentions is not None:
                 attentions.append(probs)
         x = self.reference_layout(x)
         if hidden_states is not None:
             hidden_states.append(x)
-        if self.attention_type == "space_only":
-            # as the original: average each token over the frames, so the head sees one video, not T frames
-            x = x.view(b, -1, *x.shape[1:]).mean(dim=1)  # (B, 1 + N, D)
         output = BaseModelOutput(
-            last_hidden_state=self.layernorm(x),
+            last_hidden_state=self.final_norm(x, b),
             hidden_states=tuple(hidden_states) if hidden_states is not None else None,
             attentions=tuple(attentions) if attentions is not None else None,
         )
@@ -623,4 +666,5 @@ __all__ = [
     "VideoClassifierOutput",
     "ACTIVATIONS",
     "ATTENTION_TYPES",
+    "AttentionProbe",
 ]

@@ -77,6 +77,7 @@ def evaluate(
     clips: int | None = None,
     crops: int | None = None,
     csv: str | os.PathLike | None = None,
+    strict: bool = False,
     observer: Observer | None = None,
 ) -> EvalResult:
     """Top-1 and top-5 accuracy, per-class accuracy and the confusion matrix of ``model`` on ``data_dir``.
@@ -102,7 +103,8 @@ def evaluate(
     k = min(5, len(predictor.labels))
     records = {}
     observer.started(len(paths), len(paths))
-    for record in run(predictor, paths, views, top_k=k, batch_size=batch_size, workers=workers, timeout=timeout):
+    options = {"top_k": k, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
+    for record in run(predictor, paths, views, **options):
         records[record.path] = record
         observer.finished(record)
     failures = tuple(records[p] for p in paths if isinstance(records[p], VideoFailure))
