@@ -134,6 +134,7 @@ def _commands():
 API_OF = {
     "classify": ("classify", {"as_json"}),
     "batch": ("batch", set()),
+    "timeline": ("timeline", {"as_json", "videos"}),
     "embed": ("embed_files", set()),
     "explain": ("explain", set()),
     "train": ("train", set()),

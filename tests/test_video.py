@@ -156,6 +156,7 @@ def test_a_stream_starting_mid_gop_is_counted_as_the_decoder_counts_it(tmp_path)
     assert len(reference) == 36 and read_index(reference[0]) == 12
     clip = sample_clips(cut, 4)[0]
     assert clip.indices == (0, 12, 23, 35)
+    assert clip.timestamps == pytest.approx((0, 12 / 24, 23 / 24, 35 / 24), abs=1e-3)  # the decoder's, from its first
     assert_same_as_full_decode(cut, [clip], reference)
 
 

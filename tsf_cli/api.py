@@ -10,6 +10,7 @@ or nothing).
     results = tsf_cli.classify(["a.mp4", "b.mp4"], model="base-k400", top_k=5)
     summary = tsf_cli.batch(["videos/"], "labels.jsonl", resume=True)
     summary = tsf_cli.embed_files(["videos/"], "vectors.npz", pool="mean", resume=True)
+    timeline = tsf_cli.timeline("match.mp4", output=["match.srt", "match.html"])  # Timeline(.segments, .windows)
     explanation = tsf_cli.explain("a.mp4", model="demo", method="grad-rollout", output=["a.png"])
 
 torch and PyAV are imported when a function first needs them, so ``import tsf_cli.api`` stays fast.
@@ -20,16 +21,20 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .demo.synthetic import MOTIONS
-from .errors import UsageError, VideoError
+from .errors import OutputError, UsageError, VideoError
+from .inference.segments import DEFAULT_MIN_PROBABILITY, DEFAULT_SMOOTH
+from .io.palette import UNCERTAIN_COLOR, label_colors
 from .io.records import write_json_document
+from .io.timelines import TIMELINE_FORMATS, check_timeline_outputs
 from .media.limits import DEFAULT_TIMEOUT_S
 from .media.sampling import SAMPLINGS
 from .presets import DEFAULT_MODEL, Preset, all_presets
-from .results import BatchSummary, Explanation, VideoEmbedding, VideoFailure, VideoResult
+from .results import BatchSummary, Explanation, Timeline, VideoEmbedding, VideoFailure, VideoResult
 
 if TYPE_CHECKING:
     from .inference.predictor import Predictor
@@ -51,22 +56,30 @@ _LAZY = {
     "EvalResult": "tsf_cli.training.evaluate",
     "run_demo": "tsf_cli.demo.run",
     "DemoRun": "tsf_cli.demo.run",
+    "TimelineOptions": "tsf_cli.inference.timeline",
 }
 
 __all__ = [
+    "DEFAULT_MIN_PROBABILITY",
     "DEFAULT_MODEL",
+    "DEFAULT_SMOOTH",
     "MOTIONS",
     "SAMPLINGS",
+    "TIMELINE_FORMATS",
+    "UNCERTAIN_COLOR",
     "batch",
+    "check_timeline_outputs",
     "classify",
     "default_workers",
     "embed",
     "embed_files",
     "explain",
+    "label_colors",
     "list_inputs",
     "list_models",
     "load_model",
     "probe",
+    "timeline",
     "write_json_document",
     *_LAZY,
 ]
@@ -173,6 +186,12 @@ def batch(
     start: float | None = None,
     strict: bool = False,
     format: str | None = None,
+    timeline: bool = False,
+    windows: bool = False,
+    window: float | None = None,
+    hop: float | None = None,
+    min_probability: float | None = None,
+    smooth: int | None = None,
     observer: Observer | None = None,
 ) -> BatchSummary:
     """Classify every file that ``sources`` name (folders, globs, .txt lists of paths, files) into ``output``
@@ -183,24 +202,119 @@ def batch(
     recorded failures); ``overwrite`` starts the file again; without either an existing file is refused. The model
     loads before ``output`` is touched, so a wrong model never leaves or empties a file. ``workers``: decoding
     processes (None: cores - 1, at most 8; 0 decodes in this process, without crash isolation).
+
+    With ``timeline`` each record is a video's ``Timeline`` (see ``timeline``: ``window``, ``hop``,
+    ``min_probability``, ``smooth``; None: its defaults) holding its segments, and its windows too with
+    ``windows``; ``batch_size`` then counts windows, and ``timeout`` bounds the wait for a video's next window, so a
+    long video is not cut short. Only .jsonl holds timelines: a video has any number of segments.
     """
-    from .inference.runner import record_all
+    from .inference.runner import record_all, run
     from .io.atomic import check_writable
     from .io.records import STDOUT, open_record_sink
 
     _check_flags(resume, overwrite, retry_failed)
+    if timeline:
+        _check_timeline_batch(output, format, clips, start, strict)
+    elif windows or any(choice is not None for choice in (window, hop, min_probability, smooth)):
+        raise UsageError("--windows, --window, --hop, --min-probability and --smooth go with --timeline")
     if str(output) != STDOUT:
         output = Path(output)
         check_writable(output)  # before any work, the model's loading included
     paths = list_inputs(sources, recursive=recursive, exclude=[output])
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
     workers = default_workers() if workers is None else workers
-    options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
+    if timeline:
+        from .inference.timeline import run_timelines, timeline_options
+
+        options = timeline_options(
+            predictor,
+            views,
+            window=window,
+            hop=hop,
+            min_probability=DEFAULT_MIN_PROBABILITY if min_probability is None else min_probability,
+            smooth=DEFAULT_SMOOTH if smooth is None else smooth,
+            top_k=top_k,
+        )
+
+        def records(todo: list[str]):
+            for record in run_timelines(
+                predictor, todo, options, views, batch_size=batch_size, workers=workers, timeout=timeout,
+                observer=observer,
+            ):  # fmt: skip
+                yield record if windows or isinstance(record, VideoFailure) else replace(record, windows=None)
+
+    else:
+
+        def records(todo: list[str]):
+            return run(
+                predictor, todo, views, top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout,
+                strict=strict,
+            )  # fmt: skip
+
     sink = open_record_sink(
         output, top_k=top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed, format=format
     )
     with sink:
-        return record_all(predictor, paths, sink, views, output=str(output), observer=observer, **options)
+        return record_all(paths, sink, records, output=str(output), observer=observer)
+
+
+def _check_timeline_batch(output, format: str | None, clips: int | None, start: float | None, strict: bool) -> None:
+    from .io.records import STDOUT
+
+    if clips is not None or start is not None:
+        raise UsageError("--clips and --start do not go with --timeline: each window is one clip")
+    if strict:
+        raise UsageError("--strict goes with labels, not --timeline: a timeline's windows carry no warnings")
+    jsonl = format in (None, "jsonl") if str(output) == STDOUT else Path(output).suffix.lower() == ".jsonl"
+    if not jsonl:
+        raise OutputError(
+            f"{output}: a timeline record holds any number of segments, which only .jsonl keeps; "
+            "write .jsonl (or one file per video with tsf timeline -o)"
+        )
+
+
+def timeline(
+    video: str | os.PathLike,
+    *,
+    model: str | Predictor = DEFAULT_MODEL,
+    window: float | None = None,
+    hop: float | None = None,
+    min_probability: float = DEFAULT_MIN_PROBABILITY,
+    smooth: int = DEFAULT_SMOOTH,
+    top_k: int = 5,
+    output: Sequence[str | os.PathLike] = (),
+    revision: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    frames: int | None = None,
+    sampling: str | None = None,
+    stride: int | None = None,
+    crops: int | None = None,
+    batch_size: int = 8,
+    observer: Observer | None = None,
+) -> Timeline:
+    """Labels along a video: windows of ``window`` seconds every ``hop`` seconds, each classified as one clip, and
+    the segments the segment rule makes of them (see ``tsf_cli.inference.segments``).
+
+    ``window`` defaults to the clip the model was trained on (8.5 s for the Kinetics presets, 4 s for the
+    Something-Something ones, 2 s for demo) and ``hop`` to half the window. A window votes "uncertain" when its
+    top label's probability is below ``min_probability``; each window then takes the majority of the ``smooth``
+    windows around it. ``output`` files are written too, each in the format its suffix names (.json .csv .srt .vtt
+    .png .svg .html), and are checked before any decoding. Decoding is one pass over the video, and what it holds
+    does not grow with the video's length. Errors are raised: a VideoError for a file that cannot be read.
+    """
+    from .inference.timeline import timeline_of, timeline_options
+    from .io.timelines import check_timeline_outputs, write_timeline
+
+    check_timeline_outputs(output)
+    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, None, crops, None)
+    options = timeline_options(
+        predictor, views, window=window, hop=hop, min_probability=min_probability, smooth=smooth, top_k=top_k
+    )
+    result = timeline_of(predictor, str(video), options, views, batch_size=batch_size, observer=observer)
+    for path in output:
+        write_timeline(result, path)
+    return result
 
 
 def embed_files(
@@ -234,7 +348,7 @@ def embed_files(
     Until then finished vectors go to ``<output>.partial.jsonl``, which ``resume`` continues; ``retry_failed`` and
     ``overwrite`` work as for ``batch``. Failed inputs are listed in the file's metadata.
     """
-    from .inference.runner import record_all
+    from .inference.runner import record_all, run
     from .io.atomic import check_writable
     from .io.embeddings import get_embedding_writer, open_embedding_journal
 
@@ -248,7 +362,9 @@ def embed_files(
     workers = default_workers() if workers is None else workers
     options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
     with open_embedding_journal(output, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as journal:
-        return record_all(predictor, paths, journal, views, output=str(output), observer=observer, **options)
+        return record_all(
+            paths, journal, lambda todo: run(predictor, todo, views, **options), output=str(output), observer=observer
+        )
 
 
 def explain(

@@ -133,6 +133,113 @@ class BatchSummary:
         return self.total - self.skipped - self.failed
 
 
+UNCERTAIN = "uncertain"  # how an uncertain segment (label None) reads where text is needed
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of a video with one label: consecutive windows that the segment rule gave the same decision.
+    ``label`` None means uncertain (the windows' top probability fell below the run's ``min_probability``)."""
+
+    label: str | None
+    start: float  # seconds
+    end: float
+    confidence: float  # the mean over its windows of the label's probability (uncertain: of their top-1's)
+
+    @property
+    def uncertain(self) -> bool:
+        return self.label is None
+
+    @property
+    def text(self) -> str:
+        """The label, or the word ``uncertain``, for where text is needed."""
+        return UNCERTAIN if self.label is None else self.label
+
+    def to_dict(self) -> dict:
+        return {
+            "label": self.label,
+            "uncertain": self.uncertain,
+            "start": round(self.start, 6),
+            "end": round(self.end, 6),
+            "confidence": self.confidence,
+        }
+
+
+@dataclass(frozen=True)
+class TimelineWindow:
+    """What the model saw in one window of a timeline, what it said, and what the segment rule decided there."""
+
+    start: float  # seconds
+    end: float
+    frames: ClipFrames
+    predictions: tuple[Prediction, ...]  # the top-k, averaged over the crops
+    label: str | None  # the segment rule's decision, after smoothing; None: uncertain
+    probability: float  # this window's probability of ``label`` (of its top-1 when uncertain)
+
+    def to_dict(self) -> dict:
+        return {
+            "start": round(self.start, 6),
+            "end": round(self.end, 6),
+            "indices": list(self.frames.indices),
+            "timestamps": [round(t, 6) for t in self.frames.timestamps],
+            "predictions": [p.to_dict() for p in self.predictions],
+            "label": self.label,
+            "uncertain": self.label is None,
+            "probability": self.probability,
+        }
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Labels along one video: windows of ``window`` seconds every ``hop`` seconds, each classified, and the segments
+    the segment rule made of them, which tile [0, ``duration``] without gap or overlap. ``windows`` is None where
+    a record keeps the segments only (``tsf batch --timeline`` without ``--windows``)."""
+
+    path: str
+    duration: float  # seconds, to the end of the last frame
+    window: float
+    hop: float
+    min_probability: float
+    smooth: int
+    top_k: int
+    crops: int
+    segments: tuple[Segment, ...]
+    windows: tuple[TimelineWindow, ...] | None
+    model: ModelInfo
+    status: str = field(default="ok", init=False)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The segments' labels, each once, in order of first appearance."""
+        return tuple(dict.fromkeys(s.label for s in self.segments if s.label is not None))
+
+    @property
+    def settings(self) -> dict:
+        """How the timeline was made, apart from the model: where the windows went and how they became segments."""
+        return {
+            "window": self.window,
+            "hop": self.hop,
+            "min_probability": self.min_probability,
+            "smooth": self.smooth,
+            "top_k": self.top_k,
+            "crops": self.crops,
+        }
+
+    def to_dict(self) -> dict:
+        document = {
+            "path": self.path,
+            "status": self.status,
+            "model": self.model.to_dict(),
+            "duration": round(self.duration, 6),
+            "settings": self.settings,
+            "labels": list(self.labels),
+            "segments": [s.to_dict() for s in self.segments],
+        }
+        if self.windows is not None:
+            document["windows"] = [w.to_dict() for w in self.windows]
+        return document
+
+
 @dataclass(frozen=True, eq=False)  # ndarray fields have no single truth value, so no == (and no hash)
 class Explanation:
     """Where and when the model looked for one label (``tsf explain``): a heatmap over each sampled frame of the

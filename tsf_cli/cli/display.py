@@ -48,6 +48,41 @@ class Loading:
     def finished(self, record) -> None:
         pass
 
+    def windows(self, path: str, done: int, total: int) -> None:
+        pass
+
+
+class WindowProgress(Loading):
+    """An observer for ``tsf timeline``: a progress bar of one video's windows, with time left. Use it as a context
+    manager around that video's run."""
+
+    def __init__(self, path):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("windows"),
+            TimeRemainingColumn(),
+            console=stderr,
+            transient=True,
+        )
+        self._name = Text(str(path)).plain
+        self._task = None
+
+    def __enter__(self) -> WindowProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def windows(self, path: str, done: int, total: int) -> None:
+        if self._task is None:
+            self._task = self._progress.add_task(escape(self._name), total=total)
+        self._progress.update(self._task, completed=done, total=total)
+
 
 class Explaining(Loading):
     """An observer for ``tsf explain``: the loading spinner, then another while the explanation is computed. Use it as

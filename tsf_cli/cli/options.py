@@ -83,3 +83,32 @@ RetryOpt = Annotated[
 SourcesArg = Annotated[
     list[str], typer.Argument(help="Folders, globs, .txt lists of paths, or files.", show_default=False)
 ]
+
+# tsf timeline, and tsf batch --timeline
+WindowOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Seconds per window. \\[default: the clip the model was trained on: 8.5 s for the Kinetics presets, "
+        "4 s for Something-Something, 2 s for demo]"
+    ),
+]
+HopOpt = Annotated[
+    float | None, typer.Option(help="Seconds from one window's start to the next. \\[default: half the window]")
+]
+MinProbabilityOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0,
+        max=1,
+        show_default=False,
+        help="A window whose top label is less probable than this votes 'uncertain'. \\[default: 0.5]",
+    ),
+]
+SmoothOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        show_default=False,
+        help="Each window takes the majority vote of this many windows around it (odd; 1: none). \\[default: 3]",
+    ),
+]

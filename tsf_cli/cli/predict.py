@@ -20,6 +20,8 @@ from .options import (
     DType,
     DTypeOpt,
     FramesOpt,
+    HopOpt,
+    MinProbabilityOpt,
     ModelOpt,
     OutputOpt,
     OverwriteOpt,
@@ -30,11 +32,13 @@ from .options import (
     RetryOpt,
     RevisionOpt,
     SamplingOpt,
+    SmoothOpt,
     SourcesArg,
     StartOpt,
     StrictOpt,
     StrideOpt,
     TimeoutOpt,
+    WindowOpt,
     WorkersOpt,
     value,
 )
@@ -120,11 +124,22 @@ def batch(
     format: Annotated[
         RecordFormat | None, typer.Option(help="The records' format on standard output (-o -). \\[default: jsonl]")
     ] = None,
+    timeline: Annotated[
+        bool, typer.Option("--timeline", help="Record each video's timeline (its segments) instead of its labels.")
+    ] = False,
+    windows: Annotated[
+        bool, typer.Option("--windows", help="With --timeline, keep every window in the record.")
+    ] = False,
+    window: WindowOpt = None,
+    hop: HopOpt = None,
+    min_probability: MinProbabilityOpt = None,
+    smooth: SmoothOpt = None,
 ):
     """Classify every file of folders, globs or lists into OUTPUT (.jsonl or .csv), one record per input.
 
     Records are written as each video finishes, so an interrupted run leaves a valid file that --resume continues.
-    Exit code 8 when any input failed.
+    With --timeline each record is a video's timeline, as tsf timeline makes it (.jsonl only; --batch-size then
+    counts windows, and --timeout is the longest wait for a video's next window). Exit code 8 when any input failed.
     """
     with display.RunProgress(RESUME_HINT) as progress:
         summary = api.batch(
@@ -150,6 +165,12 @@ def batch(
             start=start,
             strict=strict,
             format=value(format),
+            timeline=timeline,
+            windows=windows,
+            window=window,
+            hop=hop,
+            min_probability=min_probability,
+            smooth=smooth,
             observer=progress,
         )
     _finish(summary, sources)

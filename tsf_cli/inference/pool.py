@@ -4,6 +4,10 @@
 segfaulting decoder does on a hostile file. Here each worker owns a pipe and runs one task at a time; the parent
 waits on the pipes and the process sentinels together, so a worker that dies or overruns its time is replaced and
 only its task is reported as failed.
+
+A task whose function is a generator sends what it yields as it goes (``Partial``), then its return value as any
+task does, so that a long task (every window of a long video) streams its results instead of holding them all; its
+time limit then runs from its last message, so it bounds a stall, not the length of the work.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -25,6 +29,13 @@ class TaskFailure:
 
     error: str
     message: str
+
+
+@dataclass(frozen=True)
+class Partial:
+    """One thing a generator task yielded on the way: its task's ``Partial``s arrive in order, before its outcome."""
+
+    value: Any
 
 
 def _worker_main(conn: Connection, fn: Callable[[Any], Any]) -> None:
@@ -42,10 +53,23 @@ def _worker_main(conn: Connection, fn: Callable[[Any], Any]) -> None:
         if task is None:
             return
         try:
-            outcome = ("ok", fn(task))
+            result = fn(task)
+            if isinstance(result, Generator):
+                result = _send_each(result, conn)
+            outcome = ("ok", result)
         except Exception as exc:  # noqa: BLE001 - every failure of one input becomes that input's record
             outcome = ("error", TaskFailure(type(exc).__name__, str(exc) or repr(exc)))
         conn.send(outcome)
+
+
+def _send_each(generator: Generator, conn: Connection) -> Any:
+    """Send each item the generator yields as it comes; its return value."""
+    while True:
+        try:
+            item = next(generator)
+        except StopIteration as stop:
+            return stop.value
+        conn.send(("more", item))
 
 
 class _Worker:
@@ -98,7 +122,8 @@ def _describe_exit(exitcode: int | None) -> str:
 
 
 class WorkerPool:
-    """``imap_unordered`` over worker processes started with spawn (safe next to torch's threads)."""
+    """``imap_unordered`` over worker processes started with spawn (safe next to torch's threads). ``timeout``: the
+    seconds a task may run, or with a generator task the seconds between two of its messages."""
 
     def __init__(self, fn: Callable[[Any], Any], workers: int, timeout: float | None = None):
         if workers < 1:
@@ -121,7 +146,8 @@ class WorkerPool:
         self._workers = []
 
     def imap_unordered(self, tasks: Iterable[Any]) -> Iterator[tuple[Any, Any | TaskFailure]]:
-        """Yield ``(task, result)`` as each finishes; ``result`` is a TaskFailure when the task failed."""
+        """Yield ``(task, result)`` as each finishes; ``result`` is a TaskFailure when the task failed. A generator
+        task also gives ``(task, Partial(item))`` for each item it yields, before its result."""
         pending = iter(tasks)
         exhausted = False
         while True:
@@ -163,6 +189,10 @@ class WorkerPool:
                     # The pipe closed before a whole answer arrived: the process died mid-send.
                     worker.process.join(timeout=5)
                     yield task, self._crashed(worker)
+                    continue
+                if status == "more":
+                    worker.started = time.monotonic()  # its clock runs from its last message
+                    yield task, Partial(value)
                     continue
                 worker.task = None
                 yield task, value

@@ -21,7 +21,7 @@ from typing import TextIO
 
 from .. import __version__
 from ..errors import OutputError, UsageError
-from ..results import VideoFailure, VideoResult
+from ..results import Timeline, VideoFailure, VideoResult
 from .atomic import atomic_file, lock_file, reporting
 
 # A path is the str the file system gave; on POSIX an undecodable name carries lone surrogates (os.fsdecode), which
@@ -81,14 +81,22 @@ def _result_identity(model: str, revision: str | None, predictions: int) -> dict
     return {"model": model, "revision": revision, "predictions": predictions}
 
 
-def _record_identity(record: VideoResult | VideoFailure) -> dict | None:
+def _timeline_identity(model: str, revision: str | None, settings: dict, windows: bool) -> dict:
+    # A timeline's settings say where its windows were and how they became segments; with or without its windows,
+    # a record is another kind of record.
+    return {"model": model, "revision": revision, "timeline": settings, "windows": windows}
+
+
+def _record_identity(record: VideoResult | Timeline | VideoFailure) -> dict | None:
     if isinstance(record, VideoFailure):
         return None
+    if isinstance(record, Timeline):
+        return _timeline_identity(record.model.name, record.model.revision, record.settings, record.windows is not None)
     return _result_identity(record.model.name, record.model.revision, len(record.predictions))
 
 
 class JsonlRecords:
-    """One JSON object per line: the ``to_dict()`` of each VideoResult or VideoFailure."""
+    """One JSON object per line: the ``to_dict()`` of each VideoResult, Timeline or VideoFailure."""
 
     extension = ".jsonl"
 
@@ -101,7 +109,10 @@ class JsonlRecords:
     identity = staticmethod(_record_identity)
 
     def stored_identity(self, obj: dict) -> dict:
-        return _result_identity(obj["model"]["name"], obj["model"]["revision"], len(obj["predictions"]))
+        model = obj["model"]
+        if "segments" in obj:
+            return _timeline_identity(model["name"], model["revision"], obj["settings"], "windows" in obj)
+        return _result_identity(model["name"], model["revision"], len(obj["predictions"]))
 
     def read(self, data: bytes) -> _Scan:
         records, start = [], 0
@@ -374,6 +385,10 @@ class RecordSink:
 
 
 def _describe(identity: dict) -> str:
+    if "timeline" in identity:
+        settings = ", ".join(f"{key} {value}" for key, value in identity["timeline"].items())
+        kept = "with" if identity["windows"] else "without"
+        return f"timelines of model {identity['model']}, revision {identity['revision']} ({settings}; {kept} windows)"
     return ", ".join(f"{key} {value}" for key, value in identity.items())
 
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 import av
@@ -271,12 +271,6 @@ class _Untrusted(Exception):
     """The file's timestamps or seeking did not behave as its index says: decode it from the start instead."""
 
 
-@dataclass
-class _Decoded:
-    frames: dict[int, np.ndarray] = field(default_factory=dict)  # presentation index -> (H, W, 3) uint8 RGB
-    rotation: int = 0
-
-
 def _prepare_decoder(stream, limits: DecodeLimits) -> None:
     for other in stream.container.streams:
         if other.index != stream.index:
@@ -309,18 +303,18 @@ class _SeekingDecoder:
         self.error: str | None = None  # the first decoding error, reported if a wanted frame is then missing
         self.skip_unwanted = stream.codec_context.name in _NONREF_SKIP_IS_EXACT
 
-    def run(self, wanted: Sequence[int]) -> _Decoded:
-        out = _Decoded()
+    def frames(self, wanted: Sequence[int]) -> Iterator[tuple[int, np.ndarray, int]]:
+        """(index, RGB frame, rotation) of each wanted frame as it is decoded: in presentation order within a group,
+        and a frame met on the way to a later group comes when it is met."""
         missing = {int(self.index.pts[self.index.order[i]]): i for i in wanted}
         for key, members in self._groups(wanted):
             if all(int(self.index.pts[self.index.order[i]]) not in missing for i in members):
                 continue  # already decoded on the way to an earlier group
             if self.position is None or key > self.position + _SEEK_COST_FRAMES:
                 self._seek(key)  # otherwise decoding on from here is cheaper than a seek
-            self._decode_until(members, missing, out)
+            yield from self._decode_until(members, missing)
         if missing:
             self._fail_missing(missing)
-        return out
 
     def _groups(self, wanted: Sequence[int]) -> list[tuple[int, list[int]]]:
         """Wanted frames grouped by the keyframe to start decoding them from, in decode order."""
@@ -366,14 +360,14 @@ class _SeekingDecoder:
             return
         raise _Untrusted
 
-    def _decode_until(self, members: list[int], missing: dict[int, int], out: _Decoded) -> None:
+    def _decode_until(self, members: list[int], missing: dict[int, int]) -> Iterator[tuple[int, np.ndarray, int]]:
         context = self.stream.codec_context
         targets = {int(self.index.pts[self.index.order[i]]) for i in members}
         while targets & missing.keys():
             check_deadline(self.deadline, self.path, self.limits)
             packet = next(self.packets, None)
             if packet is None:
-                self._take(self._decode(context, None), missing, out)
+                yield from self._take(self._decode(context, None), missing)
                 return
             self.position += 1
             if self.skip_unwanted:
@@ -381,7 +375,7 @@ class _SeekingDecoder:
                 skip = "DEFAULT" if packet.pts in missing else "NONREF"
                 if context.skip_frame != skip:
                     context.skip_frame = skip
-            self._take(self._decode(context, packet), missing, out)
+            yield from self._take(self._decode(context, packet), missing)
 
     def _decode(self, context, packet) -> list:
         try:
@@ -399,7 +393,7 @@ class _SeekingDecoder:
             return int(self.by_pts[j])
         return None
 
-    def _take(self, frames: list, missing: dict[int, int], out: _Decoded) -> None:
+    def _take(self, frames: list, missing: dict[int, int]) -> Iterator[tuple[int, np.ndarray, int]]:
         for frame in frames:
             if frame.pts is None:
                 raise _Untrusted
@@ -408,9 +402,7 @@ class _SeekingDecoder:
                 raise _Untrusted  # a frame the index does not know: the packets lied
             index = missing.pop(frame.pts, None)
             if index is not None:
-                if not out.frames:
-                    out.rotation = frame.rotation
-                out.frames[index] = _rgb(frame, self.size)
+                yield index, _rgb(frame, self.size), frame.rotation
 
     def _fail_missing(self, missing: dict[int, int]) -> None:
         first = min(missing.values())
@@ -423,47 +415,142 @@ def _prepend(first, rest: Iterator) -> Iterator:
     yield from rest
 
 
-def _decode_forward(container, stream, wanted: set[int], path: str, limits: DecodeLimits, deadline: float):
-    """Decode every frame from the start, as ``container.decode`` does, keeping the wanted ones by their place.
+def _in_order(
+    frames: Iterator[tuple[int, np.ndarray, int]], wanted: Sequence[int]
+) -> Iterator[tuple[int, np.ndarray, int]]:
+    """The frames by ascending index: one decoded ahead of its turn (met on the way to a later group, or a leading
+    picture of an open GOP) waits until every wanted frame before it has come, which is rarely more than a few."""
+    upcoming = iter(wanted)
+    due = next(upcoming, None)
+    early: dict[int, tuple[np.ndarray, int]] = {}
+    for index, rgb, rotation in frames:
+        early[index] = (rgb, rotation)
+        while due in early:
+            yield (due, *early.pop(due))
+            due = next(upcoming, None)
 
-    Also returns every frame's pts (None where the decoder gave none), so that a caller whose index was wrong about
-    the frames can plan again from what the decoder really produced.
+
+def _decode_forward(
+    container, stream, wanted: set[int], all_pts: list, path: str, limits: DecodeLimits, deadline: float
+) -> Iterator[tuple[int, np.ndarray, int]]:
+    """Decode every frame from the start, as ``container.decode`` does, yielding (place, RGB frame, rotation) of the
+    wanted ones by their place in that decode, in order.
+
+    Appends every frame's pts (None where the decoder gave none) to ``all_pts``, so that a caller whose index was
+    wrong about the frames can plan again from what the decoder really produced.
     """
     context = stream.codec_context
     size = (context.width, context.height)
-    out = _Decoded()
-    all_pts: list[int | None] = []
     error = None
 
-    def take(frames):
+    def take(frames) -> list[tuple[int, np.ndarray, int]]:
+        kept = []
         for frame in frames:
             if len(all_pts) >= limits.max_frames:
                 raise VideoError(path, f"more than {limits.max_frames} frames (DecodeLimits.max_frames)")
             if len(all_pts) in wanted:
-                if not out.frames:
-                    out.rotation = frame.rotation
-                out.frames[len(all_pts)] = _rgb(frame, size)
+                kept.append((len(all_pts), _rgb(frame, size), frame.rotation))
             all_pts.append(frame.pts)
+        return kept
 
-    def decode(packet):
+    def decode(packet) -> list[tuple[int, np.ndarray, int]]:
         nonlocal error
         try:
-            take(context.decode(packet))
+            return take(context.decode(packet))
         except av.error.FFmpegError as exc:
             error = error or reason(exc)
+            return []
 
     for packet in container.demux(stream):
         check_deadline(deadline, path, limits)
         if packet.size:  # an empty packet would flush the decoder; the real flush comes after the last packet
-            decode(packet)
-    decode(None)
+            yield from decode(packet)
+    yield from decode(None)
     if not all_pts:
         raise VideoError(path, "no frame could be decoded" + (f": {error}" if error else ""))
-    return out, all_pts
+
+
+def _as_displayed(frames: Iterator[tuple[int, np.ndarray, int]]) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, frame) turned as players show it, by the rotation of the first frame of this pass: display matrices
+    in the wild are quarter turns, and one per stream."""
+    turns = None
+    for index, rgb, rotation in frames:
+        if turns is None:
+            turns = round(rotation / 90) % 4
+        yield index, (np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb)  # counter-clockwise
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The public entry points
+
+
+@dataclass(frozen=True, eq=False)
+class FrameTimes:
+    """When each frame of a video stream shows, as ``stream_frames`` numbers them.
+
+    ``stream_frames`` yields one before its first frame, and another when decoding proves that numbering wrong:
+    a seek landed elsewhere (then ``kept`` is False: forget the frames given so far, they all come again), or the
+    decoder gave another number of frames than the packets promised (``kept`` is True: the frames given so far keep
+    their numbers, which are the decoder's; frames wanted by the new times that were not given come in a new pass).
+    """
+
+    times: np.ndarray  # (N,) float64 seconds from the first frame, frame i in presentation order
+    kept: bool = False
+
+
+def stream_frames(
+    path,
+    plan: Callable[[np.ndarray], Iterable[int]],
+    *,
+    stream: int | None = None,
+    limits: DecodeLimits = DecodeLimits(),
+) -> Iterator[FrameTimes | tuple[int, np.ndarray]]:
+    """Decode the frames ``plan`` wants, each once, and yield them as they come: ``(index, frame)`` by ascending
+    index, ``frame`` being (H, W, 3) uint8 RGB as displayed (rotation applied).
+
+    ``plan(times)`` gets ``FrameTimes.times`` and returns the indices wanted (in any order, repeats allowed). A
+    ``FrameTimes`` comes first and again whenever the numbering changed (see there); after it, plan again on its
+    times as ``plan`` did. Nothing is kept here once given, so a consumer that drops what it no longer needs holds
+    only that, however long the video.
+    """
+    path = os.fspath(path)
+    deadline = limits.deadline()
+    try:
+        with open_container(path, limits) as container:
+            chosen = _choose_stream(container, path, stream, limits)
+            stream = chosen.index  # PyAV objects die with their container; keep plain values only
+            _prepare_decoder(chosen, limits)
+            index = _read_index(container, chosen, path, limits, deadline)
+            wanted = sorted({int(i) for i in plan(index.times)})
+            yield FrameTimes(index.times)
+            if index.trusted:
+                decoder = _SeekingDecoder(container, chosen, index, path, limits, deadline)
+                try:
+                    yield from _as_displayed(_in_order(decoder.frames(wanted), wanted))
+                    return
+                except _Untrusted:
+                    pass  # decode from the start below, in a fresh container
+        if index.trusted:
+            yield FrameTimes(index.times)  # the frames given so far all come again
+        times = index.times
+        for _ in range(2):
+            with open_container(path, limits) as container:
+                chosen = _choose_stream(container, path, stream, limits)
+                _prepare_decoder(chosen, limits)
+                all_pts: list[int | None] = []
+                forward = _decode_forward(container, chosen, set(wanted), all_pts, path, limits, deadline)
+                yield from _as_displayed(forward)
+                if len(all_pts) == len(times):
+                    return
+                # The decoder gave another number of frames than the packets promised (it dropped or added some):
+                # number by what it gave (the stream's time base dies with its container: read it here), and
+                # decode once more for what the new plan wants and this pass did not give.
+                times = _times_of(all_pts, chosen)
+            wanted = sorted({int(i) for i in plan(times)})
+            yield FrameTimes(times, kept=True)
+        raise VideoError(path, "the decoder gives a different number of frames on each pass")
+    except av.error.FFmpegError as exc:
+        raise read_failure(path, exc, limits) from exc
 
 
 def sample_clips(path, num_frames: int, sampling: str = "uniform", **options) -> list[Clip]:
@@ -501,46 +588,28 @@ def sample_video(
     """
     check_sampling(num_frames, sampling, clips, frame_sample_rate, target_fps, start)
     path = os.fspath(path)
-    deadline = limits.deadline()
     choice = dict(sampling=sampling, clips=clips, frame_sample_rate=frame_sample_rate, target_fps=target_fps)
-    try:
-        with open_container(path, limits) as container:
-            chosen = _choose_stream(container, path, stream, limits)
-            stream = chosen.index  # PyAV objects die with their container; keep plain values only
-            _prepare_decoder(chosen, limits)
-            index = _read_index(container, chosen, path, limits, deadline)
-            plans = _plan_checked(path, index.num_frames, index.times, num_frames, start, seed, choice)
-            wanted = sorted({int(i) for points, _ in plans for i in points})
-            if index.trusted:
-                try:
-                    decoded = _SeekingDecoder(container, chosen, index, path, limits, deadline).run(wanted)
-                    return _sampled(plans, decoded, index.times)
-                except _Untrusted:
-                    pass  # decode from the start below, in a fresh container
-        times = index.times
-        for _ in range(2):
-            with open_container(path, limits) as container:
-                chosen = _choose_stream(container, path, stream, limits)
-                _prepare_decoder(chosen, limits)
-                decoded, all_pts = _decode_forward(container, chosen, set(wanted), path, limits, deadline)
-                if len(all_pts) == len(times):
-                    return _sampled(plans, decoded, times)
-                # The decoder gave another number of frames than the packets promised (it dropped or added some):
-                # plan again on what it gave, and decode once more if that needs frames this pass did not keep.
-                times = _times_of(all_pts, chosen)
-            plans = _plan_checked(path, len(times), times, num_frames, start, seed, choice)
-            wanted = sorted({int(i) for points, _ in plans for i in points})
-            if decoded.frames.keys() >= set(wanted):
-                return _sampled(plans, decoded, times)
-        raise VideoError(path, "the decoder gives a different number of frames on each pass")
-    except av.error.FFmpegError as exc:
-        raise read_failure(path, exc, limits) from exc
 
+    def planned(times: np.ndarray) -> list[tuple[np.ndarray, int]]:
+        if start is not None and start > times[-1]:
+            raise VideoError(path, f"start {start:g} s is past the last frame (at {times[-1]:.3f} s)")
+        return plan_clips(len(times), times, num_frames, start=start, seed=seed, **choice)
 
-def _plan_checked(path, count, times, num_frames, start, seed, choice) -> list[tuple[np.ndarray, int]]:
-    if start is not None and start > times[-1]:
-        raise VideoError(path, f"start {start:g} s is past the last frame (at {times[-1]:.3f} s)")
-    return plan_clips(count, times, num_frames, start=start, seed=seed, **choice)
+    def wanted(times: np.ndarray) -> list[int]:
+        return [int(i) for points, _ in planned(times) for i in points]
+
+    frames: dict[int, np.ndarray] = {}
+    for item in stream_frames(path, wanted, stream=stream, limits=limits):
+        if isinstance(item, FrameTimes):
+            times, plans = item.times, planned(item.times)
+            if not item.kept:
+                frames.clear()
+            elif frames.keys() >= set(wanted(times)):
+                break  # the frames this pass gave already hold the new plan
+            continue
+        index, frame = item
+        frames[index] = frame
+    return _sampled(plans, frames, times)
 
 
 def _times_of(all_pts: list, stream) -> np.ndarray:
@@ -550,14 +619,11 @@ def _times_of(all_pts: list, stream) -> np.ndarray:
     return np.arange(len(all_pts), dtype=np.float64) / _declared_rate(stream)
 
 
-def _sampled(plans, decoded: _Decoded, times: np.ndarray) -> SampledVideo:
-    turns = round(decoded.rotation / 90) % 4  # display matrices in the wild are quarter turns
+def _sampled(plans, frames: dict[int, np.ndarray], times: np.ndarray) -> SampledVideo:
     clips = []
     for points, padded in plans:
-        frames = np.stack([decoded.frames[int(i)] for i in points])  # (T, H, W, 3)
-        if turns:
-            frames = np.ascontiguousarray(np.rot90(frames, turns, axes=(1, 2)))  # counter-clockwise, as displayed
-        clips.append(Clip(frames, tuple(int(i) for i in points), tuple(float(times[i]) for i in points), padded))
+        stacked = np.stack([frames[int(i)] for i in points])  # (T, H, W, 3), turned as displayed
+        clips.append(Clip(stacked, tuple(int(i) for i in points), tuple(float(times[i]) for i in points), padded))
     return SampledVideo(clips, len(times), _warnings(clips, len(times)))
 
 
