@@ -7,10 +7,10 @@ each picking up where the last left it. Two things about the demo model shape th
 this test: it knows a motion by where it starts and where it ends, so a window that spans a cut between two clips is
 labelled by the jump (joining separately drawn clips, 77-85% of the time came out right), and it needs to see most of
 a motion (a window over 70% of a fade is right 76-80% of the time, over all of it 97%). So each motion lasts about
-as long as the demo's training clips and its 2 s window (2.0-2.6 s), and ``--smooth 1``: a majority of three windows
-a second apart spans three seconds, longer than a motion, and votes real motions away. Over 40 such videos the
-defaults but ``--smooth 1`` labelled 95.1% of the time right and put 276 of 280 boundaries within one hop; the misses
-cluster in a few scenes the model reads badly, so of ten other sets of four such videos, seven met both bars here.
+as long as the demo's training clips and its 2 s window (2.0-2.6 s), with the default of no vote (``--smooth 3``, a
+majority of three windows a second apart, spans three seconds, longer than a motion, and votes real motions away).
+Over 40 such videos the defaults labelled 95.1% of the time right and put 276 of 280 boundaries within one hop; the
+misses cluster in a few scenes the model reads badly, so of ten other sets of four such videos, seven met both bars.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def labelled_right(timeline: dict, truth, half_window: float) -> tuple[int, int]
 
 def test_the_demo_model_labels_long_videos_through_tsf_timeline(long_videos):
     result = CliRunner().invoke(
-        app, ["timeline", *map(str, long_videos), "--model", "demo", "--dtype", "fp32", "--smooth", "1", "--json"]
+        app, ["timeline", *map(str, long_videos), "--model", "demo", "--dtype", "fp32", "--json"]
     )
     assert result.exit_code == 0, result.output
     timelines = {t["path"]: t for t in json.loads(result.stdout)["results"]}

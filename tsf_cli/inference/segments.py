@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from ..results import Prediction, Segment
 
 DEFAULT_MIN_PROBABILITY = 0.5  # "more likely than all the other labels together", whatever the model
-DEFAULT_SMOOTH = 3
+DEFAULT_SMOOTH = 1  # no vote: with a majority of 3, windows a hop apart vote away events about two windows long
 
 
 @dataclass(frozen=True)
