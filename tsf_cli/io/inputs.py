@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import TsfError
+
+URL = re.compile(r"(?i)^(https?)://")
+
+
+def is_url(path: str) -> bool:
+    """Whether ``path`` is an http(s) URL rather than a file path (a file whose name starts so: ``./http:/...``)."""
+    return bool(URL.match(path))
 
 
 def list_inputs(source: str, *, recursive: bool = False, exclude: Iterable[str] = ()) -> list[str]:
