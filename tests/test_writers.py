@@ -16,7 +16,16 @@ from tsf_cli.errors import OutputError
 from tsf_cli.io import embeddings, records
 from tsf_cli.io.embeddings import get_embedding_writer, open_embedding_journal, write_embeddings
 from tsf_cli.io.records import completed_paths, open_record_sink, write_json_document
-from tsf_cli.results import ClipFrames, ModelInfo, Prediction, VideoEmbedding, VideoFailure, VideoResult
+from tsf_cli.results import (
+    ClipFrames,
+    ModelInfo,
+    Prediction,
+    VideoEmbedding,
+    VideoFailure,
+    VideoResult,
+    path_fields,
+    readable,
+)
 
 MODEL = ModelInfo("k400", "/cache/k400", "abc123", "float32", "cpu")
 CLIPS = (ClipFrames((0, 4, 8), (0.0, 0.133333, 0.266667)), ClipFrames((9, 9, 9), (0.3, 0.3, 0.3), padded=2))
@@ -40,18 +49,19 @@ def embedding(path: str, seed: int, dtype: str = "float32") -> VideoEmbedding:
 
 
 def read_text(path) -> str:
-    return path.read_text(encoding="utf-8", errors="surrogateescape")
+    return path.read_text(encoding="utf-8")  # strict: outputs are valid UTF-8, whatever the file names
 
 
 def read_records(path) -> list[dict]:
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in read_text(path).splitlines()]
-    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
 def expected_csv_row(record, k: int = 2) -> dict:
-    row = {"path": record.path, "status": record.status}
+    named = path_fields(record.path)
+    row = {"path": named["path"], "status": record.status}
     for rank in range(1, k + 1):
         p = record.predictions[rank - 1] if isinstance(record, VideoResult) else None
         row[f"label_{rank}"] = p.label if p else ""
@@ -59,10 +69,11 @@ def expected_csv_row(record, k: int = 2) -> dict:
     ok = isinstance(record, VideoResult)
     row.update(
         error="" if ok else record.error,
-        message="" if ok else record.message,
+        message="" if ok else readable(record.message),
         warnings="; ".join(record.warnings) if ok else "",
         model=MODEL.name if ok else "",
         revision=MODEL.revision if ok else "",
+        path_bytes=named.get("path_bytes", ""),
     )
     return row
 
