@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +20,9 @@ from .options import (
     DeviceOpt,
     DType,
     DTypeOpt,
+    FollowLinksOpt,
     FramesOpt,
+    MaxMemoryOpt,
     ModelOpt,
     OutputOpt,
     OverwriteOpt,
@@ -35,6 +38,7 @@ from .options import (
     StrictOpt,
     StrideOpt,
     TimeoutOpt,
+    VideosArg,
     WorkersOpt,
     value,
 )
@@ -44,7 +48,7 @@ RESUME_HINT = "Finished records are kept: run the same command with --resume to 
 
 
 def classify(
-    videos: Annotated[list[Path], typer.Argument(help="Video files.", show_default=False)],
+    videos: VideosArg,
     model: ModelOpt = None,
     top_k: TopKOpt = 5,
     device: DeviceOpt = "auto",
@@ -56,12 +60,14 @@ def classify(
     crops: CropsOpt = None,
     start: StartOpt = None,
     revision: RevisionOpt = None,
+    max_memory: MaxMemoryOpt = None,
     strict: StrictOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of tables.")] = False,
 ):
-    """Top-k labels of each video, as a table (or JSON with --json)."""
+    """Top-k labels of each video (a file or an http(s) URL), as a table (or JSON with --json)."""
     for video in videos:
-        if not video.exists():
+        # lexists: a broken or looping link, a FIFO are named by the decoder's own refusal, not as missing files
+        if not api.is_url(video) and not os.path.lexists(video):
             raise VideoError(video, "no such file")
     records = api.classify(
         videos,
@@ -76,6 +82,7 @@ def classify(
         clips=clips,
         crops=crops,
         start=start,
+        max_memory=max_memory or api.DEFAULT_MAX_MEMORY,
         strict=strict,
         observer=display.Loading(),
     )
@@ -99,6 +106,7 @@ def batch(
         Path, typer.Option("--output", "-o", help="Output file, .jsonl or .csv; - for standard output (see --format).")
     ],
     recursive: RecursiveOpt = False,
+    follow_links: FollowLinksOpt = False,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
     retry_failed: RetryOpt = False,
@@ -116,6 +124,7 @@ def batch(
     crops: CropsOpt = None,
     start: StartOpt = None,
     revision: RevisionOpt = None,
+    max_memory: MaxMemoryOpt = None,
     strict: StrictOpt = False,
     format: Annotated[
         RecordFormat | None, typer.Option(help="The records' format on standard output (-o -). [default: jsonl]")
@@ -132,6 +141,7 @@ def batch(
             output,
             model=model or api.DEFAULT_MODEL,
             recursive=recursive,
+            follow_links=follow_links,
             resume=resume,
             overwrite=overwrite,
             retry_failed=retry_failed,
@@ -148,6 +158,7 @@ def batch(
             clips=clips,
             crops=crops,
             start=start,
+            max_memory=max_memory or api.DEFAULT_MAX_MEMORY,
             strict=strict,
             format=value(format),
             observer=progress,
@@ -162,6 +173,7 @@ def embed(
         Pool, typer.Option(help="cls: the final-norm CLS token; mean: the mean of the patch tokens.")
     ] = Pool.cls,
     recursive: RecursiveOpt = False,
+    follow_links: FollowLinksOpt = False,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
     retry_failed: RetryOpt = False,
@@ -178,6 +190,7 @@ def embed(
     crops: CropsOpt = None,
     start: StartOpt = None,
     revision: RevisionOpt = None,
+    max_memory: MaxMemoryOpt = None,
     strict: StrictOpt = False,
 ):
     """One embedding per video into OUTPUT: .npy (+ .json sidecar), .npz, .safetensors, .parquet or .jsonl.
@@ -192,6 +205,7 @@ def embed(
             model=model or api.DEFAULT_MODEL,
             pool=value(pool),
             recursive=recursive,
+            follow_links=follow_links,
             resume=resume,
             overwrite=overwrite,
             retry_failed=retry_failed,
@@ -207,6 +221,7 @@ def embed(
             clips=clips,
             crops=crops,
             start=start,
+            max_memory=max_memory or api.DEFAULT_MAX_MEMORY,
             strict=strict,
             observer=progress,
         )
