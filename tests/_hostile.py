@@ -3,6 +3,7 @@ test suite can make them as fixtures.
 
     make_sps_bomb(path, width=8000, height=8000, frames=10)   # ~1 KB raw H.264 whose SPS claims width x height
     make_gif_bomb(path, width=8000, height=8000, frames=10)   # ~260 bytes: a huge logical screen, 1x1 images
+    gif_images(data) -> [offset, ...]                         # where a GIF's image descriptors are
     rewrite_sps_size(annexb_bytes, width, height) -> bytes      # the SPS rewrite on its own
     flip_mdhd(src, dst, field="timescale"|"duration", bit=...) # one bit flipped in an MP4's media header
     zero_matroska_header(src, dst)                            # the EBML header zeroed (probes as raw H.263)
@@ -178,6 +179,26 @@ def make_gif_bomb(path, *, width: int = 8000, height: int = 8000, frames: int = 
     path = Path(path)
     path.write_bytes(bytes(data))
     return path
+
+
+def gif_images(data: bytes) -> list[int]:
+    """The offsets of a GIF's image descriptors (0x2C), found by walking its blocks (0x2C occurs in data too)."""
+
+    def skip_sub_blocks(pos: int) -> int:
+        while data[pos]:
+            pos += 1 + data[pos]
+        return pos + 1
+
+    pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    images = []
+    while data[pos] != 0x3B:
+        if data[pos] == 0x21:  # an extension: introducer, label, sub-blocks
+            pos = skip_sub_blocks(pos + 2)
+        else:  # an image: descriptor, local colour table, LZW code size, sub-blocks
+            images.append(pos)
+            flags = data[pos + 9]
+            pos = skip_sub_blocks(pos + 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0) + 1)
+    return images
 
 
 # ---------------------------------------------------------------------------------------------------------------------

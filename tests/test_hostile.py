@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pickle
+import struct
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from typer.testing import CliRunner
 
 from tests._hostile import (
     flip_mdhd,
+    gif_images,
     make_gif_bomb,
     make_protocol_names,
     make_size_switch,
@@ -215,6 +217,33 @@ def test_a_flipped_time_scale_bit_is_a_warning(tmp_path):
     assert "its frames span 0.023 s but the file says it lasts 2.000 s" in fast[1]
     hidden = sample_video(flip_mdhd(whole, tmp_path / "b.mp4", bit=12), 8).warnings  # 4 of 48 frames used, 4 padded
     assert hidden == ("its edit list hides 16 of its 48 frames (an edited file, or damaged timing)",)
+
+
+def test_a_bit_flipped_inside_a_matroska_frame_fails_its_checksum(tmp_path):
+    whole = make_video(tmp_path / "w.mkv", frames=48, gop=8, codec="libvpx-vp9")
+    data = bytearray(whole.read_bytes())
+    data[len(data) // 2] ^= 0x10  # inside a frame: VP9's decoder conceals it without an error
+    flipped = tmp_path / "f.mkv"
+    flipped.write_bytes(bytes(data))
+    (warning,) = sample_video(flipped, 8).warnings
+    assert warning.startswith("1 of its ") and "Matroska checksums (CRC-32) fail, the first at byte " in warning
+
+
+def test_a_damaged_gif_says_so(tmp_path):
+    gif = make_video(tmp_path / "w.gif", frames=24, codec="gif", pix_fmt="rgb8")
+    assert sample_video(gif, 8).warnings == ()
+    data = gif.read_bytes()
+    cut = truncate_file(gif, tmp_path / "cut.gif", keep=0.7)  # FFmpeg shows the pictures it got, and no more
+    assert "truncated: its GIF data stops without the trailer that ends every GIF" in sample_video(cut, 8).warnings
+    fifth, sixth = gif_images(data)[5:7]
+    middle = (fifth + sixth) // 2  # 300 zeroed bytes across a sub-block's length: its structure is lost from there
+    (tmp_path / "broken.gif").write_bytes(data[:middle] + bytes(300) + data[middle + 300 :])
+    broken = sample_video(tmp_path / "broken.gif", 8)  # FFmpeg gives the first 6 of its 24 pictures, no error
+    assert broken.num_frames == 6 and broken.warnings[0].startswith("its GIF structure breaks at byte ")
+    (tmp_path / "screen.gif").write_bytes(data[:6] + struct.pack("<HH", 4096, 2304) + data[10:])
+    assert sample_video(tmp_path / "screen.gif", 8).warnings == (
+        "its first picture covers 64x48 of its 4096x2304 screen (a damaged screen size?)",
+    )
 
 
 def test_a_container_without_its_header_is_not_classified_from_a_guess(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 
 import numpy as np
 
@@ -33,6 +34,12 @@ _FAMILY_NAMES = {"matroska": "Matroska", "mov": "MP4/QuickTime", "avi": "AVI (RI
 _MP4_TOP_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
 _EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 _MATROSKA_SEGMENT = b"\x18\x53\x80\x67"
+# The elements a Matroska Segment holds at its top level (SeekHead, Info, Tracks, Cluster, Cues, Tags, Chapters,
+# Attachments, Void): anything else there means the walk has left the file's structure.
+_MATROSKA_TOP_LEVEL = frozenset(
+    {0x114D9B74, 0x1549A966, 0x1654AE6B, 0x1F43B675, 0x1C53BB6B, 0x1254C367, 0x1043A770, 0x1941A469, 0xEC}
+)
+_CRC32_ELEMENT = b"\xbf\x84"  # ID 0xBF, size 4: the checksum of the rest of its parent's data
 
 
 def format_check(path: str, demuxer: str) -> tuple[str | None, str | None]:
@@ -87,6 +94,58 @@ def _declared_size(path: str) -> tuple[str, int] | None:
 
 def _matroska_size(head: bytes) -> tuple[str, int] | None:
     """The end of the Segment, which follows the EBML header; None for a Segment of unknown size (written live)."""
+    segment = _matroska_segment(head)
+    if segment is None or segment[1] is None:
+        return None
+    return "Matroska", segment[1]
+
+
+def matroska_checksums(path: str) -> str | None:
+    """A sentence where the file's own CRC-32 elements (FFmpeg's Matroska muxer writes one into each top-level
+    element, WebM files have none) disagree with its data, or where its top-level structure breaks; None when every
+    checksum holds. Bit flips inside coded frames are invisible to the decoders, not to these checksums."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            segment = _matroska_segment(f.read(64 * 1024))
+            if segment is None:
+                return None
+            pos, end = segment[0], size if segment[1] is None else min(segment[1], size)
+            checked, failed = 0, []
+            while pos < end:
+                f.seek(pos)
+                head = f.read(12)
+                element = _ebml_id(head)
+                length = _ebml_size(head, len(element or b"")) if element else None
+                if element is None or int.from_bytes(element, "big") not in _MATROSKA_TOP_LEVEL or length is None:
+                    return f"its Matroska structure breaks at byte {pos} of {size} (a damaged file)"
+                data_start, data_end = pos + length[1], pos + length[1] + length[0]
+                if length[0] == (1 << (7 * (length[1] - len(element)))) - 1 or data_end > size:
+                    break  # an element of unknown size (written live), or one cut short: container_damage says so
+                if data_end > end:
+                    return f"its Matroska structure breaks at byte {pos} of {size} (a damaged file)"
+                f.seek(data_start)
+                if f.read(2) == _CRC32_ELEMENT:
+                    stored = int.from_bytes(f.read(4), "little")
+                    checked += 1
+                    if _crc32(f, data_end - data_start - 6) != stored:
+                        failed.append(pos)
+                pos = data_end
+    except OSError:
+        return None
+    if failed:
+        return (
+            f"{len(failed)} of its {checked} Matroska checksums (CRC-32) fail, the first at byte {failed[0]}: its "
+            "data is damaged"
+        )
+    return None
+
+
+def _matroska_segment(head: bytes) -> tuple[int, int | None] | None:
+    """(start of the Segment's data, its end as declared, None where written live with an unknown size) from a
+    file's first bytes; None for a file that is not Matroska."""
+    if head[:4] != _EBML_MAGIC:
+        return None
     header = _ebml_size(head, 4)
     if header is None:
         return None
@@ -96,10 +155,74 @@ def _matroska_size(head: bytes) -> tuple[str, int] | None:
     segment = _ebml_size(head, pos + 4)
     if segment is None:
         return None
-    length = 9 - head[pos + 4].bit_length()
-    if segment[0] == (1 << (7 * length)) - 1:  # all ones: "unknown size"
+    unknown = segment[0] == (1 << (7 * (9 - head[pos + 4].bit_length()))) - 1
+    return segment[1], None if unknown else segment[1] + segment[0]
+
+
+def _ebml_id(data: bytes) -> bytes | None:
+    """The EBML element ID at the start of ``data`` (1 to 4 bytes, its length told by its first 1 bit)."""
+    if not data or data[0] < 0x10:
         return None
-    return "Matroska", segment[1] + segment[0]
+    return data[: 9 - data[0].bit_length()]
+
+
+def _crc32(f, length: int) -> int:
+    crc = 0
+    while length > 0:
+        chunk = f.read(min(length, 1 << 20))
+        if not chunk:
+            break
+        crc = zlib.crc32(chunk, crc)
+        length -= len(chunk)
+    return crc
+
+
+def gif_damage(path: str) -> list[str]:
+    """What the blocks of a GIF say against themselves: a file that stops without the trailer that ends every GIF,
+    a block that is none of GIF's (a damaged file: FFmpeg's demuxer then folds the rest into one picture), a first
+    picture that covers almost none of its logical screen (a damaged screen size)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    if data[:6] not in (b"GIF87a", b"GIF89a") or len(data) < 13:
+        return []
+    width, height, flags = struct.unpack("<HHB", data[6:11])
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    first = None
+    while pos < len(data):
+        block = data[pos]
+        if block == 0x3B:  # the trailer
+            break
+        if block == 0x21:  # an extension: label, then sub-blocks
+            pos = _skip_sub_blocks(data, pos + 2)
+        elif block == 0x2C and pos + 10 <= len(data):  # an image: descriptor, colour table, LZW code size, sub-blocks
+            image_width, image_height, image_flags = struct.unpack("<HHB", data[pos + 5 : pos + 10])
+            first = first or (image_width, image_height)
+            pos += 10 + (3 << ((image_flags & 7) + 1) if image_flags & 0x80 else 0)
+            pos = _skip_sub_blocks(data, pos + 1)
+        else:
+            return [f"its GIF structure breaks at byte {pos} of {len(data)}: the pictures after are lost (damaged)"]
+    found = []
+    if pos >= len(data):
+        found.append("truncated: its GIF data stops without the trailer that ends every GIF")
+    if first and 100 * first[0] * first[1] < width * height:
+        found.append(
+            f"its first picture covers {first[0]}x{first[1]} of its {width}x{height} screen (a damaged screen size?)"
+        )
+    return found
+
+
+def _skip_sub_blocks(data: bytes, pos: int) -> int:
+    """The position after the sub-blocks starting at ``pos`` (each a length byte and that many bytes, a 0 ends)."""
+    while pos < len(data):
+        length = data[pos]
+        pos += 1
+        if length == 0:
+            return pos
+        pos += length
+    return pos + 1  # past the end: cut short
 
 
 def _ebml_size(data: bytes, pos: int) -> tuple[int, int] | None:

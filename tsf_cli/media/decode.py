@@ -34,7 +34,9 @@ from ..errors import VideoError
 from .damage import (
     container_damage,
     format_check,
+    gif_damage,
     hidden_frames,
+    matroska_checksums,
     missing_at_end,
     mp4_movie_duration,
     timing_warnings,
@@ -684,15 +686,21 @@ def sample_video(
 
 def _file_warnings(container, path: str) -> list[str]:
     """Before indexing: a file named as a container that only probes as raw codec data is refused; one that ends
-    before its header says, or whose format is not the one its name says, gets a warning."""
-    refusal, mismatch = format_check(path, container.format.name)
+    before its header says, whose checksums or structure fail, or whose format is not the one its name says, gets a
+    warning. (A URL is not read twice for this.)"""
+    demuxer = container.format.name
+    refusal, mismatch = format_check(path, demuxer)
     if refusal:
         raise VideoError(path, refusal)
     found = [mismatch] if mismatch else []
-    damage = None if is_url(path) else container_damage(path)
-    if damage:
-        found.append(damage)
-    return found
+    if is_url(path):
+        return found
+    found.append(container_damage(path))
+    if "matroska" in demuxer:
+        found.append(matroska_checksums(path))
+    if demuxer == "gif":
+        found += gif_damage(path)
+    return [sentence for sentence in found if sentence]
 
 
 def _plan_checked(path, count, times, num_frames, start, seed, choice) -> list[tuple[np.ndarray, int]]:
