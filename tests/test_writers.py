@@ -6,6 +6,7 @@ import csv
 import errno
 import io
 import json
+import os
 import sys
 
 import numpy as np
@@ -118,6 +119,22 @@ def test_a_csv_of_an_earlier_version_is_refused_with_the_way_out(tmp_path):
     out.write_text("path,status,label_1,prob_1,error,message,model,revision\nx.mp4,ok,a,0.5,,,m,\n")
     with pytest.raises(OutputError, match="written by an earlier tsf .* --overwrite"):
         open_record_sink(out, top_k=1, resume=True)
+
+
+def test_files_written_before_path_bytes_still_resume(tmp_path):
+    name = os.fsdecode(b"/videos/caf\xe9.mp4")  # written as its raw bytes then
+    old_csv = tmp_path / "old.csv"
+    header = "path,status,label_1,prob_1,error,message,warnings,model,revision\n"
+    old_csv.write_bytes(header.encode() + b"/videos/caf\xe9.mp4,ok,a,0.5,,,,k400,abc123\n")
+    with open_record_sink(old_csv, top_k=1, resume=True) as sink:
+        assert sink.done == {name}
+        sink.write(failure("b.mp4"))
+    *_, added = old_csv.read_bytes().splitlines()
+    assert len(next(csv.reader([added.decode()]))) == 9  # its own columns, no path_bytes
+    assert completed_paths(old_csv) == {name, "b.mp4"}
+    old_jsonl = tmp_path / "old.jsonl"
+    old_jsonl.write_bytes(b'{"path": "/videos/caf\xe9.mp4", "status": "error", "error": "E", "message": "m"}\n')
+    assert completed_paths(old_jsonl) == {name}
 
 
 def test_a_torn_last_record_is_cut_off_and_redone_once(tmp_path, suffix):
