@@ -230,8 +230,10 @@ def test_a_bit_flipped_inside_a_matroska_frame_fails_its_checksum(tmp_path):
 
 
 def test_a_damaged_gif_says_so(tmp_path):
-    gif = make_video(tmp_path / "w.gif", frames=24, codec="gif", pix_fmt="rgb8")
+    gif = make_video(tmp_path / "w.gif", frames=24, codec="gif", pix_fmt="rgb8")  # a colour table per picture
     assert sample_video(gif, 8).warnings == ()
+    plain = make_gif_bomb(tmp_path / "plain.gif", width=4, height=4)  # one colour table for all, 1x1 pictures
+    assert sample_video(plain, 8).warnings == ()
     data = gif.read_bytes()
     cut = truncate_file(gif, tmp_path / "cut.gif", keep=0.7)  # FFmpeg shows the pictures it got, and no more
     assert "truncated: its GIF data stops without the trailer that ends every GIF" in sample_video(cut, 8).warnings

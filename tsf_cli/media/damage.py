@@ -10,6 +10,7 @@ warnings. Nothing here decodes.
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 import zlib
@@ -182,10 +183,13 @@ def gif_damage(path: str) -> list[str]:
     a block that is none of GIF's (a damaged file: FFmpeg's demuxer then folds the rest into one picture), a first
     picture that covers almost none of its logical screen (a damaged screen size)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _gif_walk(data)
+    except (OSError, ValueError):  # ValueError: an empty file, which mmap refuses
         return []
+
+
+def _gif_walk(data) -> list[str]:
     if data[:6] not in (b"GIF87a", b"GIF89a") or len(data) < 13:
         return []
     width, height, flags = struct.unpack("<HHB", data[6:11])
@@ -200,7 +204,8 @@ def gif_damage(path: str) -> list[str]:
         elif block == 0x2C and pos + 10 <= len(data):  # an image: descriptor, colour table, LZW code size, sub-blocks
             image_width, image_height, image_flags = struct.unpack("<HHB", data[pos + 5 : pos + 10])
             first = first or (image_width, image_height)
-            pos += 10 + (3 << ((image_flags & 7) + 1) if image_flags & 0x80 else 0)
+            local_colours = 3 << ((image_flags & 7) + 1) if image_flags & 0x80 else 0
+            pos += 10 + local_colours
             pos = _skip_sub_blocks(data, pos + 1)
         else:
             return [f"its GIF structure breaks at byte {pos} of {len(data)}: the pictures after are lost (damaged)"]
