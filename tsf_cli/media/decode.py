@@ -132,6 +132,8 @@ def _open_failure(path: str, exc: Exception, limits: DecodeLimits) -> VideoError
         hint = ""
         if path.lower().startswith("https:") and code == errno.EIO:
             hint = " (a TLS failure: is the server's certificate trusted? SSL_CERT_FILE names a CA bundle to trust)"
+        elif code == errno.EINVAL:  # what FFmpeg answers a protocol outside the whitelist
+            hint = " (a redirect to another protocol than the URL's own, which tsf refuses?)"
         return VideoError(path, f"cannot open the URL: {cause}{hint}")
     if code in (errno.EACCES, errno.EPERM):
         return VideoError(path, f"cannot read: {cause}")
