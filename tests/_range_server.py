@@ -3,14 +3,13 @@ redirect, can serve over TLS, and records what it was asked for: the URL tests' 
 
     with RangeServer(folder) as server:
         url = server.url("video.mp4")      # http://127.0.0.1:PORT/video.mp4
-        ...                                # server.requests: (method, path, Range header); server.bytes_sent[path]
+        ...                                # server.requests: (method, path, Range header) of each request
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
@@ -79,7 +78,6 @@ class _Handler(BaseHTTPRequestHandler):
                     if not chunk:
                         break
                     self.wfile.write(chunk)
-                    server.bytes_sent[self.path] += len(chunk)
                     left -= len(chunk)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client seeked elsewhere and closed this response
@@ -88,11 +86,8 @@ class _Handler(BaseHTTPRequestHandler):
 class RangeServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, root, *, ranges: bool = True, certfile=None, keyfile=None, send_buffer: int = 64 * 1024):
+    def __init__(self, root, *, ranges: bool = True, certfile=None, keyfile=None):
         super().__init__(("127.0.0.1", 0), _Handler)
-        # A small send buffer keeps "bytes sent" close to what the client read: localhost buffers would otherwise
-        # absorb megabytes of every response the client abandons after a seek.
-        self.send_buffer = send_buffer
         self.scheme = "http"
         if certfile:
             import ssl
@@ -103,17 +98,9 @@ class RangeServer(ThreadingHTTPServer):
             self.scheme = "https"
         self.root = Path(root)
         self.ranges = ranges
-        self.bytes_sent: Counter = Counter()
         self.requests: list = []
         self.redirects: dict[str, str] = {}
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    def get_request(self):
-        import socket
-
-        request, address = super().get_request()
-        request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
-        return request, address
 
     def handle_error(self, request, client_address):  # a client that closes a kept-alive connection: normal
         pass
