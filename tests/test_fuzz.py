@@ -8,13 +8,15 @@ interpreter through the CLI (CliRunner), so that the memory its decoding workers
 
 - every input gets exactly one record, and no traceback is printed anywhere (the workers' stderr included);
 - every failure is a VideoError with its cause: no worker crash, no hang, no other exception;
-- no decoding worker's peak exceeds the memory budget (DecodeLimits.max_memory, the default 2 GiB) above what the
-  interpreter with torch, PyAV and tsf loaded holds before any video;
+- no decoding worker's peak exceeds the memory budget (--max-memory 1G here, so that claims of 4K are decoded within
+  it and those of 8000x8000 are refused by it) above what the interpreter with torch, PyAV and tsf loaded holds
+  before any video;
 - the undamaged videos come out ok without a warning;
 - every ``ok`` record of a damaged input carries a warning, or equals the undamaged video's record (same frames,
   same probabilities: the damage changed nothing the model saw), or its damage lies only inside coded picture data
   that nothing checks: a packet's payload, or a GIF's colour table and LZW data (``picture_bytes``), in a file
-  with no checksum over them. Decoders conceal such damage without an error or a flag (VP8 above all), and MP4,
+  with no checksum over them (a mutation that also touched bytes outside it passes only if those bytes, changed
+  alone, leave every frame as it was). Decoders conceal such damage without an error or a flag (VP8 above all), and MP4,
   AVI, WebM, GIF and raw streams carry no checksum, so no reader can tell those frames from the encoder's. A
   Matroska file has CRC-32 elements over every byte, so damage anywhere in it must be seen; so must every change to
   the structure around the pictures (headers, sizes, indexes, timestamps) and every header claim ("dims").
@@ -31,10 +33,10 @@ from collections import Counter
 from pathlib import Path
 
 from tests._fuzz import CHECKSUMMED, in_unchecked_pictures, make_bases, mutate
-from tsf_cli.media.limits import DEFAULT_MAX_MEMORY
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED, COUNT = 0, 300
+BUDGET = 2**30
 # Run in a child interpreter: CliRunner for the command, then the largest peak of its (waited-for) worker processes.
 _BATCH = """
 import json, resource, sys
@@ -66,9 +68,8 @@ def test_damaged_videos_through_tsf_batch(checkpoint, tmp_path):
         made[f"{i:03d}-{base}"] = (base, what, damaged, data)
 
     out = tmp_path / "records.jsonl"
-    # 8 frames: claims of 8000x8000 are then over the budget (4 frames would fit, decoded for 17 s on one thread)
     command = ["batch", inputs, "-o", out, "--model", checkpoint, "--workers", "2", "--batch-size", "1"]
-    command += ["--frames", "8"]
+    command += ["--frames", "8", "--max-memory", str(BUDGET)]
     run = subprocess.run(
         [sys.executable, "-c", _BATCH, *map(str, command)], capture_output=True, text=True, cwd=ROOT, timeout=600
     )
@@ -82,7 +83,7 @@ def test_damaged_videos_through_tsf_batch(checkpoint, tmp_path):
     assert len(lines) == COUNT and sorted(records) == sorted(made)
     failures = Counter(r["error"] for r in records.values() if r["status"] == "error")
     assert set(failures) == {"VideoError"}, failures
-    assert report["workers_kib"] <= report["loaded_kib"] + DEFAULT_MAX_MEMORY // 1024
+    assert report["workers_kib"] <= report["loaded_kib"] + BUDGET // 1024
 
     reference = {base: records[f"000-{base}"] for base in bases}
     assert all(r["status"] == "ok" and r["warnings"] == [] for r in reference.values())

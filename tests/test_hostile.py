@@ -142,7 +142,9 @@ def test_the_memory_limit_is_the_user_s_to_raise_or_lower(checkpoint, tmp_path):
     assert "needs about 12.6 MiB, over the limit of 8 MiB (DecodeLimits.max_memory, --max-memory)" in low.stderr
     assert invoke("classify", video, "--model", checkpoint, "--frames", "8", "--max-memory", "16M").exit_code == 0
     out = tmp_path / "out.jsonl"
-    batch = invoke("batch", video, "-o", out, "--model", checkpoint, "--frames", "8", "--max-memory", "8M")
+    batch = invoke(
+        "batch", video, "-o", out, "--model", checkpoint, "--frames", "8", "--max-memory", "8M", "--workers", "0"
+    )
     assert batch.exit_code == 8 and "over the limit of 8 MiB" in json.loads(out.read_text())["message"]
     assert invoke("classify", video, "--model", checkpoint, "--max-memory", "lots").exit_code == 2
 
