@@ -17,7 +17,7 @@ ALLOWED = {
     "results": set(),
     "presets": set(),
     "io": {"errors", "results"},
-    "media": {"errors"},
+    "media": {"errors", "io"},
     "model": {"errors", "io", "presets"},
     "inference": {"errors", "results", "presets", "io", "media", "model"},
     "training": {"errors", "results", "presets", "io", "media", "model", "inference"},

@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING
 from .demo.synthetic import MOTIONS
 from .errors import OutputError, UsageError, VideoError
 from .inference.segments import DEFAULT_MIN_PROBABILITY, DEFAULT_SMOOTH
+from .io.inputs import is_url
 from .io.palette import UNCERTAIN_COLOR, label_colors
 from .io.records import write_json_document
 from .io.timelines import TIMELINE_FORMATS, check_timeline_outputs
-from .media.limits import DEFAULT_TIMEOUT_S
+from .media.limits import DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT_S
 from .media.sampling import SAMPLINGS
 from .presets import DEFAULT_MODEL, Preset, all_presets
 from .results import BatchSummary, Explanation, Timeline, VideoEmbedding, VideoFailure, VideoResult
@@ -60,6 +61,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "DEFAULT_MAX_MEMORY",
     "DEFAULT_MIN_PROBABILITY",
     "DEFAULT_MODEL",
     "DEFAULT_SMOOTH",
@@ -72,6 +74,7 @@ __all__ = [
     "classify",
     "default_workers",
     "embed",
+    "is_url",
     "embed_files",
     "explain",
     "label_colors",
@@ -120,6 +123,7 @@ def classify(
     batch_size: int = 4,
     workers: int = 0,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    max_memory: int = DEFAULT_MAX_MEMORY,
     strict: bool = False,
     observer: Observer | None = None,
 ) -> list[VideoResult | VideoFailure]:
@@ -128,10 +132,18 @@ def classify(
     ``frames``, ``sampling``, ``stride``, ``clips``, ``crops`` and ``start`` override the model's own views (None:
     the preset's, or the checkpoint's frame count sampled uniformly). A result carries ``warnings`` where its label
     cannot be trusted (a clip longer than the video, a still image, a damaged file); ``strict`` makes those videos
-    failures instead.
+    failures instead. ``videos`` are files or http(s) URLs; a video whose decoding would hold more than
+    ``max_memory`` bytes fails before it is decoded.
     """
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
-    options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
+    options = {
+        "top_k": top_k,
+        "batch_size": batch_size,
+        "workers": workers,
+        "timeout": timeout,
+        "strict": strict,
+        "max_memory": max_memory,
+    }
     return _in_order(videos, predictor, views, options)
 
 
@@ -152,13 +164,21 @@ def embed(
     batch_size: int = 4,
     workers: int = 0,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    max_memory: int = DEFAULT_MAX_MEMORY,
     strict: bool = False,
     observer: Observer | None = None,
 ) -> list[VideoEmbedding | VideoFailure]:
     """One vector per video, in the order given: the final-norm class token (``pool="cls"``) or the mean of the
     final-norm patch tokens (``"mean"``), averaged over the views."""
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
-    options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
+    options = {
+        "pool": pool,
+        "batch_size": batch_size,
+        "workers": workers,
+        "timeout": timeout,
+        "strict": strict,
+        "max_memory": max_memory,
+    }
     return _in_order(videos, predictor, views, options)
 
 
@@ -168,6 +188,7 @@ def batch(
     *,
     model: str | Predictor = DEFAULT_MODEL,
     recursive: bool = False,
+    follow_links: bool = False,
     resume: bool = False,
     overwrite: bool = False,
     retry_failed: bool = False,
@@ -175,6 +196,7 @@ def batch(
     batch_size: int = 4,
     workers: int | None = None,
     timeout: float | None = 300,
+    max_memory: int = DEFAULT_MAX_MEMORY,
     revision: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
@@ -201,7 +223,8 @@ def batch(
     ``resume`` continues an interrupted run: inputs the file already records are skipped (``retry_failed`` redoes
     recorded failures); ``overwrite`` starts the file again; without either an existing file is refused. The model
     loads before ``output`` is touched, so a wrong model never leaves or empties a file. ``workers``: decoding
-    processes (None: cores - 1, at most 8; 0 decodes in this process, without crash isolation).
+    processes (None: cores - 1, at most 8; 0 decodes in this process, without crash isolation). ``recursive``
+    descends into sub-folders, ``follow_links`` into links to folders too (each real folder once).
 
     With ``timeline`` each record is a video's ``Timeline`` (see ``timeline``: ``window``, ``hop``,
     ``min_probability``, ``smooth``; None: its defaults) holding its segments, and its windows too with
@@ -220,7 +243,7 @@ def batch(
     if str(output) != STDOUT:
         output = Path(output)
         check_writable(output)  # before any work, the model's loading included
-    paths = list_inputs(sources, recursive=recursive, exclude=[output])
+    paths = list_inputs(sources, recursive=recursive, exclude=[output], follow_links=follow_links)
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
     workers = default_workers() if workers is None else workers
     if timeline:
@@ -248,7 +271,7 @@ def batch(
         def records(todo: list[str]):
             return run(
                 predictor, todo, views, top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout,
-                strict=strict,
+                strict=strict, max_memory=max_memory,
             )  # fmt: skip
 
     sink = open_record_sink(
@@ -324,12 +347,14 @@ def embed_files(
     model: str | Predictor = DEFAULT_MODEL,
     pool: str = "cls",
     recursive: bool = False,
+    follow_links: bool = False,
     resume: bool = False,
     overwrite: bool = False,
     retry_failed: bool = False,
     batch_size: int = 4,
     workers: int | None = None,
     timeout: float | None = 300,
+    max_memory: int = DEFAULT_MAX_MEMORY,
     revision: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
@@ -357,10 +382,17 @@ def embed_files(
     get_embedding_writer(output)  # an unsupported format fails before any video is decoded
     check_writable(output)
     side_files = [output, output.with_name(output.name + ".json"), output.with_name(output.name + ".partial.jsonl")]
-    paths = list_inputs(sources, recursive=recursive, exclude=side_files)
+    paths = list_inputs(sources, recursive=recursive, exclude=side_files, follow_links=follow_links)
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
     workers = default_workers() if workers is None else workers
-    options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
+    options = {
+        "pool": pool,
+        "batch_size": batch_size,
+        "workers": workers,
+        "timeout": timeout,
+        "strict": strict,
+        "max_memory": max_memory,
+    }
     with open_embedding_journal(output, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as journal:
         return record_all(
             paths, journal, lambda todo: run(predictor, todo, views, **options), output=str(output), observer=observer
@@ -452,11 +484,16 @@ def _check_flags(resume: bool, overwrite: bool, retry_failed: bool) -> None:
 
 
 def list_inputs(
-    sources: Iterable[str | os.PathLike], *, recursive: bool = False, exclude: Iterable[str | os.PathLike] = ()
+    sources: Iterable[str | os.PathLike],
+    *,
+    recursive: bool = False,
+    exclude: Iterable[str | os.PathLike] = (),
+    follow_links: bool = False,
 ) -> list[str]:
-    """The files that ``sources`` name, as absolute paths, each once, in the order the sources give them: a folder
-    (every non-hidden file, sorted), a .txt list (one path a line), a glob, or a file. ``exclude`` keeps tsf's own
-    output files out."""
+    """The inputs that ``sources`` name, as absolute paths, each once, in the order the sources give them: a folder
+    (every non-hidden entry, sorted: FIFOs, broken links and the like too, which then fail with their cause), a .txt
+    list (one path a line), a glob, or a file. ``recursive`` descends into sub-folders, ``follow_links`` into links to
+    folders too. ``exclude`` keeps tsf's own output files out."""
     from .io.inputs import list_inputs as list_source
 
     if isinstance(sources, (str, os.PathLike)):
@@ -464,7 +501,8 @@ def list_inputs(
     excluded = [str(p) for p in exclude]
     found: dict[str, None] = {}
     for source in sources:
-        found.update(dict.fromkeys(list_source(str(source), recursive=recursive, exclude=excluded)))
+        listed = list_source(str(source), recursive=recursive, exclude=excluded, follow_links=follow_links)
+        found.update(dict.fromkeys(listed))
     return list(found)
 
 

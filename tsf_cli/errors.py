@@ -63,3 +63,9 @@ class DeviceError(TsfError):
     """A device that was asked for but is not there (CUDA on a machine without it, a GPU index out of range)."""
 
     exit_code = 7
+
+
+class WorkerStartError(TsfError):
+    """A decoding process that exited, or never said it was ready, before it took any video."""
+
+    exit_code = 1

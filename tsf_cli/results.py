@@ -1,14 +1,42 @@
 """Typed results that flow from the API to the writers: frozen dataclasses, no torch inside.
 
 ``to_dict()`` gives the JSON-ready form that every writer shares, so the JSON, JSONL and CSV outputs agree field for
-field.
+field. Every output is valid UTF-8 whatever the file names (``path_fields``).
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 
 import numpy as np
+
+
+def path_fields(path: str) -> dict[str, str]:
+    """A file path as every strict UTF-8 reader (jq, serde_json, pyarrow, safetensors) can take it.
+
+    ``path`` is always valid Unicode. A POSIX name that is not UTF-8 reaches Python with lone surrogates (os.fsdecode's
+    surrogateescape), which no UTF-8 output can hold, raw or escaped: then ``path`` shows each undecodable byte as
+    U+FFFD, for people, and ``path_bytes`` holds the name's exact bytes in base64, for programs and ``--resume``.
+    """
+    try:
+        path.encode("utf-8")
+        return {"path": path}
+    except UnicodeEncodeError:
+        raw = path.encode("utf-8", "surrogateescape")
+        return {"path": raw.decode("utf-8", "replace"), "path_bytes": base64.b64encode(raw).decode("ascii")}
+
+
+def path_from_fields(fields: dict) -> str:
+    """The path ``path_fields`` was given, as os.fsdecode gives it, so that a record matches the file it is about."""
+    if fields.get("path_bytes"):
+        return base64.b64decode(fields["path_bytes"]).decode("utf-8", "surrogateescape")
+    return fields["path"]
+
+
+def readable(text: str) -> str:
+    """Free text that may quote a path (an error message) with each undecodable byte of a name shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -70,7 +98,7 @@ class VideoResult:
 
     def to_dict(self) -> dict:
         return {
-            "path": self.path,
+            **path_fields(self.path),
             "status": self.status,
             "warnings": list(self.warnings),
             "model": self.model.to_dict(),
@@ -90,7 +118,7 @@ class VideoFailure:
     status: str = field(default="error", init=False)
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "status": self.status, "error": self.error, "message": self.message}
+        return {**path_fields(self.path), "status": self.status, "error": self.error, "message": readable(self.message)}
 
 
 @dataclass(frozen=True, eq=False)  # an ndarray field has no single truth value, so no == (and no hash)
@@ -107,7 +135,7 @@ class VideoEmbedding:
 
     def to_dict(self) -> dict:
         return {
-            "path": self.path,
+            **path_fields(self.path),
             "status": self.status,
             "warnings": list(self.warnings),
             "pool": self.pool,

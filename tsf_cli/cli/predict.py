@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -19,8 +20,10 @@ from .options import (
     DeviceOpt,
     DType,
     DTypeOpt,
+    FollowLinksOpt,
     FramesOpt,
     HopOpt,
+    MaxMemoryOpt,
     MinProbabilityOpt,
     ModelOpt,
     OutputOpt,
@@ -38,6 +41,7 @@ from .options import (
     StrictOpt,
     StrideOpt,
     TimeoutOpt,
+    VideosArg,
     WindowOpt,
     WorkersOpt,
     value,
@@ -48,7 +52,7 @@ RESUME_HINT = "Finished records are kept: run the same command with --resume to 
 
 
 def classify(
-    videos: Annotated[list[Path], typer.Argument(help="Video files.", show_default=False)],
+    videos: VideosArg,
     model: ModelOpt = None,
     top_k: TopKOpt = 5,
     device: DeviceOpt = "auto",
@@ -60,12 +64,14 @@ def classify(
     crops: CropsOpt = None,
     start: StartOpt = None,
     revision: RevisionOpt = None,
+    max_memory: MaxMemoryOpt = None,
     strict: StrictOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of tables.")] = False,
 ):
-    """Top-k labels of each video, as a table (or JSON with --json)."""
+    """Top-k labels of each video (a file or an http(s) URL), as a table (or JSON with --json)."""
     for video in videos:
-        if not video.exists():
+        # lexists: a broken or looping link, a FIFO are named by the decoder's own refusal, not as missing files
+        if not api.is_url(video) and not os.path.lexists(video):
             raise VideoError(video, "no such file")
     records = api.classify(
         videos,
@@ -80,6 +86,7 @@ def classify(
         clips=clips,
         crops=crops,
         start=start,
+        max_memory=max_memory or api.DEFAULT_MAX_MEMORY,
         strict=strict,
         observer=display.Loading(),
     )
@@ -103,6 +110,7 @@ def batch(
         Path, typer.Option("--output", "-o", help="Output file, .jsonl or .csv; - for standard output (see --format).")
     ],
     recursive: RecursiveOpt = False,
+    follow_links: FollowLinksOpt = False,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
     retry_failed: RetryOpt = False,
@@ -120,6 +128,7 @@ def batch(
     crops: CropsOpt = None,
     start: StartOpt = None,
     revision: RevisionOpt = None,
+    max_memory: MaxMemoryOpt = None,
     strict: StrictOpt = False,
     format: Annotated[
         RecordFormat | None, typer.Option(help="The records' format on standard output (-o -). \\[default: jsonl]")
@@ -147,6 +156,7 @@ def batch(
             output,
             model=model or api.DEFAULT_MODEL,
             recursive=recursive,
+            follow_links=follow_links,
             resume=resume,
             overwrite=overwrite,
             retry_failed=retry_failed,
@@ -163,6 +173,7 @@ def batch(
             clips=clips,
             crops=crops,
             start=start,
+            max_memory=max_memory or api.DEFAULT_MAX_MEMORY,
             strict=strict,
             format=value(format),
             timeline=timeline,
@@ -183,6 +194,7 @@ def embed(
         Pool, typer.Option(help="cls: the final-norm CLS token; mean: the mean of the patch tokens.")
     ] = Pool.cls,
     recursive: RecursiveOpt = False,
+    follow_links: FollowLinksOpt = False,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
     retry_failed: RetryOpt = False,
@@ -199,6 +211,7 @@ def embed(
     crops: CropsOpt = None,
     start: StartOpt = None,
     revision: RevisionOpt = None,
+    max_memory: MaxMemoryOpt = None,
     strict: StrictOpt = False,
 ):
     """One embedding per video into OUTPUT: .npy (+ .json sidecar), .npz, .safetensors, .parquet or .jsonl.
@@ -213,6 +226,7 @@ def embed(
             model=model or api.DEFAULT_MODEL,
             pool=value(pool),
             recursive=recursive,
+            follow_links=follow_links,
             resume=resume,
             overwrite=overwrite,
             retry_failed=retry_failed,
@@ -228,6 +242,7 @@ def embed(
             clips=clips,
             crops=crops,
             start=start,
+            max_memory=max_memory or api.DEFAULT_MAX_MEMORY,
             strict=strict,
             observer=progress,
         )

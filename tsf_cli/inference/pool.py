@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from ..errors import WorkerStartError
+
 _STARTUP_TIMEOUT = 300  # seconds a new worker may take to import torch and PyAV on a loaded machine
+# Why a worker may exit or stall before it is ready: spawn runs the parent's main script again in every worker (as
+# __mp_main__) before any tsf code, so a script that does its work at top level does that work again there, or fails.
+_MAIN_GUARD_HINT = (
+    'a script that uses tsf with workers must keep its own work under `if __name__ == "__main__":`, which every '
+    "worker process runs again otherwise"
+)
 
 
 @dataclass(frozen=True)
@@ -40,10 +48,14 @@ class Partial:
 
 def _worker_main(conn: Connection, fn: Callable[[Any], Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle, even during the imports
-    # Decoding threads come from FFmpeg; keep torch from also spreading each worker over every core.
-    import torch
+    try:
+        # Decoding threads come from FFmpeg; keep torch from also spreading each worker over every core.
+        import torch
 
-    torch.set_num_threads(1)
+        torch.set_num_threads(1)
+    except Exception as exc:  # noqa: BLE001 - a broken install or no memory: say which, then stop
+        conn.send(("failed", f"{type(exc).__name__}: {exc}".strip().splitlines()[0]))
+        return
     conn.send("ready")  # the parent starts a task's clock only now, not while the interpreter was starting
     while True:
         try:
@@ -82,16 +94,37 @@ class _Worker:
         self.started = 0.0
         self.ready = False
 
+    def wait_ready(self) -> None:
+        """Return once the worker says it is ready; a WorkerStartError (one line) as soon as it exits instead, or
+        after _STARTUP_TIMEOUT. A worker that cannot start (no memory, a broken install, a script without a main
+        guard) is the pool's problem, not a task's."""
+        ready = wait([self.conn, self.process.sentinel], timeout=_STARTUP_TIMEOUT)
+        message = None
+        if self.conn in ready:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                pass  # it exited: its exit status tells how
+        if message == "ready":
+            self.ready = True
+            return
+        if ready:
+            self.process.join(timeout=5)
+        if isinstance(message, tuple) and message[0] == "failed":
+            raise WorkerStartError(f"a decoding process could not start: {message[1]}")
+        if ready:
+            raise WorkerStartError(
+                f"a decoding process {_exit_cause(self.process.exitcode)} before it was ready (its own error, if any, "
+                f"is above); {_MAIN_GUARD_HINT}"
+            )
+        raise WorkerStartError(
+            f"a decoding process was not ready after {_STARTUP_TIMEOUT} s (a machine out of memory, or swapping?); "
+            f"{_MAIN_GUARD_HINT}"
+        )
+
     def assign(self, task) -> None:
         if not self.ready:
-            # A worker that cannot even start (no memory, a broken install) is the pool's problem, not the task's.
-            try:
-                started = self.conn.poll(_STARTUP_TIMEOUT) and self.conn.recv() == "ready"
-            except EOFError:
-                started = False
-            if not started:
-                raise RuntimeError(f"a decoding process did not start within {_STARTUP_TIMEOUT} s")
-            self.ready = True
+            self.wait_ready()
         self.task = task
         self.started = time.monotonic()
         self.conn.send(task)
@@ -112,13 +145,19 @@ class _Worker:
 
 
 def _describe_exit(exitcode: int | None) -> str:
+    return f"the decoding process {_exit_cause(exitcode)}"
+
+
+def _exit_cause(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
         try:
             name = signal.Signals(-exitcode).name
         except ValueError:
             name = f"signal {-exitcode}"
-        return f"the decoding process crashed ({name})"
-    return f"the decoding process exited unexpectedly (exit code {exitcode})"
+        if exitcode == -signal.SIGKILL:
+            name += ", as the out-of-memory killer sends"
+        return f"crashed ({name})"
+    return f"exited unexpectedly (exit code {exitcode})"
 
 
 class WorkerPool:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..media.limits import DEFAULT_TIMEOUT_S, DecodeLimits
+from ..media.limits import DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT_S, DecodeLimits
 from ..media.preprocess import PreprocessConfig
 from ..model.timesformer import POOLS
 from ..results import BatchSummary, Prediction, Timeline, VideoEmbedding, VideoFailure, VideoResult
@@ -72,13 +72,16 @@ def run(
     batch_size: int = 4,
     workers: int = 0,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    max_memory: int = DEFAULT_MAX_MEMORY,
     strict: bool = False,
 ) -> Iterator[Record]:
     """Classify (or, with ``pool``, embed) each path, yielding one record per path as soon as it is known.
 
     Views of up to ``batch_size`` videos run through the model together. With ``workers`` > 0 decoding runs in
     that many processes, overlapped with the model, and a decoder that crashes or takes more than ``timeout``
-    seconds (None: no limit) fails only its own file. Records come in the order videos finish, not the order given.
+    seconds (None: no limit) fails only its own file. A video whose decoding would hold more than ``max_memory`` bytes
+    (``DecodeLimits.max_memory``) fails before it is decoded. Records come in the order videos finish, not the order
+    given.
     A video whose views come with warnings (``VideoViews.warnings``) is a failure with ``strict``, a record that
     carries them without.
     """
@@ -90,7 +93,7 @@ def run(
         raise ValueError(f"top-k must be at least 1, got {top_k}")
     views = views or predictor.default_views
     batch: list[VideoViews] = []
-    for loaded in load_all(paths, views, predictor.preprocess_config, workers, timeout):
+    for loaded in load_all(paths, views, predictor.preprocess_config, workers, timeout, max_memory):
         if isinstance(loaded, VideoFailure):
             yield loaded
             continue
@@ -192,9 +195,11 @@ def load_all(
     preprocess_config: PreprocessConfig,
     workers: int,
     timeout: float | None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
 ) -> Iterator[VideoViews | VideoFailure]:
     """Each path's views, or its failure: the same outcome in this process as in a worker."""
-    limits = DecodeLimits(timeout_s=None if workers > 0 else timeout)  # in workers, the pool enforces the timeout
+    # in worker processes the pool enforces the timeout, here the decoder's deadline does
+    limits = DecodeLimits(timeout_s=None if workers > 0 else timeout, max_memory=max_memory)
     tasks = ((str(path), views, preprocess_config, limits) for path in paths)
     for task, outcome in outcomes(_load_task, tasks, workers, timeout):
         yield failure(task[0], outcome) if isinstance(outcome, TaskFailure) else outcome

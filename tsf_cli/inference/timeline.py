@@ -113,7 +113,9 @@ def window_views(
         return _plan(times, options, views).wanted()
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsf-resize") as resizer:
-        for item in stream_frames(path, wanted, stream=views.stream, limits=limits):
+        # full-size frames held at once: those waiting for the resizer, the one being resized, the one decoding
+        held = _RESIZING_AHEAD + 2
+        for item in stream_frames(path, wanted, held=held, stream=views.stream, limits=limits):
             if isinstance(item, FrameTimes):
                 plan = _plan(item.times, options, views)
                 still_needed = plan.still_needed()
