@@ -262,7 +262,7 @@ def batch(
         def records(todo: list[str]):
             for record in run_timelines(
                 predictor, todo, options, views, batch_size=batch_size, workers=workers, timeout=timeout,
-                observer=observer,
+                max_memory=max_memory, observer=observer,
             ):  # fmt: skip
                 yield record if windows or isinstance(record, VideoFailure) else replace(record, windows=None)
 
@@ -314,6 +314,8 @@ def timeline(
     stride: int | None = None,
     crops: int | None = None,
     batch_size: int = 8,
+    timeout: float | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
     observer: Observer | None = None,
 ) -> Timeline:
     """Labels along a video: windows of ``window`` seconds every ``hop`` seconds, each classified as one clip, and
@@ -324,17 +326,20 @@ def timeline(
     top label's probability is below ``min_probability``; each window then takes the majority of the ``smooth``
     windows around it. ``output`` files are written too, each in the format its suffix names (.json .csv .srt .vtt
     .png .svg .html), and are checked before any decoding. Decoding is one pass over the video, and what it holds
-    does not grow with the video's length. Errors are raised: a VideoError for a file that cannot be read.
+    does not grow with the video's length (``max_memory`` bounds it, as for ``classify``; ``timeout``, None for no
+    limit, bounds the whole pass). Errors are raised: a VideoError for a file that cannot be read.
     """
     from .inference.timeline import timeline_of, timeline_options
     from .io.timelines import check_timeline_outputs, write_timeline
+    from .media.limits import DecodeLimits
 
     check_timeline_outputs(output)
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, None, crops, None)
     options = timeline_options(
         predictor, views, window=window, hop=hop, min_probability=min_probability, smooth=smooth, top_k=top_k
     )
-    result = timeline_of(predictor, str(video), options, views, batch_size=batch_size, observer=observer)
+    limits = DecodeLimits(timeout_s=timeout, max_memory=max_memory)
+    result = timeline_of(predictor, str(video), options, views, batch_size=batch_size, observer=observer, limits=limits)
     for path in output:
         write_timeline(result, path)
     return result

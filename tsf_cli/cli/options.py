@@ -89,7 +89,7 @@ MaxMemoryOpt = Annotated[
     typer.Option(
         parser=parse_size,
         metavar="SIZE",
-        help="Memory one video may take to decode (2G, 512M); 8K at 16 frames needs about 2.1G. [default: 2G]",
+        help="Memory one video may take to decode (2G, 512M); 8K at 16 frames needs about 2.1G. \\[default: 2G]",
     ),
 ]
 StrictOpt = Annotated[

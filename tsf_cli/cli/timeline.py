@@ -3,6 +3,7 @@ page to watch them on."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -19,12 +20,14 @@ from .options import (
     DTypeOpt,
     FramesOpt,
     HopOpt,
+    MaxMemoryOpt,
     MinProbabilityOpt,
     ModelOpt,
     RevisionOpt,
     SamplingOpt,
     SmoothOpt,
     StrideOpt,
+    VideosArg,
     WindowOpt,
     value,
 )
@@ -34,7 +37,7 @@ STEM = "{stem}"
 
 
 def timeline(
-    videos: Annotated[list[Path], typer.Argument(help="Video files.", show_default=False)],
+    videos: VideosArg,
     model: ModelOpt = None,
     window: WindowOpt = None,
     hop: HopOpt = None,
@@ -60,6 +63,7 @@ def timeline(
     crops: CropsOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Windows per model batch.")] = 8,
     revision: RevisionOpt = None,
+    max_memory: MaxMemoryOpt = None,
 ):
     """Labels along each video: windows classified one by one, merged into segments.
 
@@ -67,7 +71,8 @@ def timeline(
     vote of the --smooth windows around it; runs of equal votes are segments, split halfway between window centres.
     """
     for video in videos:
-        if not video.exists():
+        # lexists: a broken or looping link, a FIFO are named by the decoder's own refusal, not as missing files
+        if not api.is_url(video) and not os.path.lexists(video):
             raise VideoError(video, "no such file")
     outputs = {video: _outputs_of(video, output or [], several=len(videos) > 1) for video in videos}
     api.check_timeline_outputs([path for paths in outputs.values() for path in paths])  # before any decoding
@@ -92,6 +97,7 @@ def timeline(
                     stride=stride,
                     crops=crops,
                     batch_size=batch_size,
+                    max_memory=max_memory or api.DEFAULT_MAX_MEMORY,
                     observer=progress,
                 )
         except VideoError as exc:  # one bad video does not stop the others
@@ -109,8 +115,8 @@ def timeline(
         raise typer.Exit(VideoError.exit_code)
 
 
-def _outputs_of(video: Path, outputs: list[Path], *, several: bool) -> list[Path]:
+def _outputs_of(video: str, outputs: list[Path], *, several: bool) -> list[Path]:
     """The files to write for ``video``: each output, with {stem} standing for the video's name."""
     if several and any(STEM not in str(path) for path in outputs):
         raise UsageError(f"with several videos, each --output needs {STEM} in its name (e.g. -o 'out/{STEM}.srt')")
-    return [Path(str(path).replace(STEM, video.stem)) for path in outputs]
+    return [Path(str(path).replace(STEM, Path(video).stem)) for path in outputs]

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..media.decode import FrameTimes, stream_frames
-from ..media.limits import DecodeLimits
+from ..media.limits import DEFAULT_MAX_MEMORY, DecodeLimits
 from ..media.preprocess import PreprocessConfig, crop_views
 from ..results import ClipFrames, ModelInfo, Prediction, Timeline, TimelineWindow, VideoFailure
 from .pool import Partial, TaskFailure
@@ -252,10 +252,11 @@ def timeline_of(
     *,
     batch_size: int,
     observer: Observer | None = None,
+    limits: DecodeLimits = DecodeLimits(),
 ) -> Timeline:
     """The timeline of one video, decoded in this process; errors are raised (a VideoError for a bad file)."""
     assembler = _Assembler(predictor, options, views, batch_size, observer or Observer())
-    for item in window_views(path, options, views, predictor.preprocess_config):
+    for item in window_views(path, options, views, predictor.preprocess_config, limits):
         assembler.take(path, item)
     return assembler.finish(path)
 
@@ -269,13 +270,15 @@ def run_timelines(
     batch_size: int,
     workers: int = 0,
     timeout: float | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
     observer: Observer | None = None,
 ) -> Iterator[Timeline | VideoFailure]:
     """The timeline of each path, or its failure, as each finishes. Windows of several videos share model batches;
     with ``workers`` > 0 decoding runs in that many processes, where a decoder that crashes, or that gives no window
-    for ``timeout`` seconds, fails only its own file."""
+    for ``timeout`` seconds, fails only its own file (in this process the decoder's deadline bounds a whole video)."""
     assembler = _Assembler(predictor, options, views, batch_size, observer or Observer())
-    tasks = ((str(path), options, views, predictor.preprocess_config) for path in paths)
+    limits = DecodeLimits(timeout_s=None if workers > 0 else timeout, max_memory=max_memory)
+    tasks = ((str(path), options, views, predictor.preprocess_config, limits) for path in paths)
     for task, outcome in outcomes(_window_task, tasks, workers, timeout):
         path = task[0]
         if isinstance(outcome, Partial):
