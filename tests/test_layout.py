@@ -17,7 +17,7 @@ ALLOWED = {
     "results": set(),
     "presets": set(),
     "io": {"errors", "results"},
-    "media": {"errors"},
+    "media": {"errors", "io"},
     "model": {"errors", "io", "presets"},
     "inference": {"errors", "results", "presets", "io", "media", "model"},
     "training": {"errors", "results", "presets", "io", "media", "model", "inference"},
@@ -134,6 +134,7 @@ def _commands():
 API_OF = {
     "classify": ("classify", {"as_json"}),
     "batch": ("batch", set()),
+    "timeline": ("timeline", {"as_json", "videos"}),
     "embed": ("embed_files", set()),
     "explain": ("explain", set()),
     "train": ("train", set()),

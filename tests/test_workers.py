@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tsf_cli.inference.pool import TaskFailure, WorkerPool
+from tsf_cli.inference.pool import Partial, TaskFailure, WorkerPool
 
 
 def _work(task):
@@ -47,3 +47,54 @@ def test_no_tasks_starts_no_process_and_yields_nothing():
 def test_workers_must_be_positive():
     with pytest.raises(ValueError, match="workers must be at least 1"):
         WorkerPool(_work, workers=0)
+
+
+def _stream(task):
+    kind, count = task
+    for i in range(count):
+        if kind == "slow":
+            time.sleep(1.0)
+        if kind == "stall" and i == 1:
+            time.sleep(60)
+        if kind == "crash" and i == 2:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        yield i
+    return f"{kind} done"
+
+
+def test_a_generator_task_streams_its_items_then_its_result_with_its_clock_counted_from_its_last_message():
+    tasks = [("slow", 4), ("stall", 3), ("crash", 4), ("quick", 2)]
+    with WorkerPool(_stream, workers=2, timeout=2.5) as pool:
+        outcomes = list(pool.imap_unordered(tasks))
+    by_task = {task: [outcome for t, outcome in outcomes if t == task] for task in tasks}
+    # 4 s of work, but never 2.5 s without a message: it finishes
+    assert by_task[("slow", 4)] == [Partial(0), Partial(1), Partial(2), Partial(3), "slow done"]
+    assert by_task[("quick", 2)] == [Partial(0), Partial(1), "quick done"]
+    assert by_task[("stall", 3)] == [Partial(0), TaskFailure("Timeout", "no result after 2.5 s")]
+    assert by_task[("crash", 4)] == [
+        Partial(0),
+        Partial(1),
+        TaskFailure("WorkerCrash", "the decoding process crashed (SIGSEGV)"),
+    ]
+
+
+def test_in_this_process_a_generator_task_gives_the_same_outcomes():
+    from tsf_cli.inference.runner import outcomes
+
+    def broken(task):
+        yield 1
+        raise OSError(f"cannot read {task}")
+
+    assert list(outcomes(_stream, [("quick", 2)], workers=0, timeout=None)) == [
+        (("quick", 2), Partial(0)),
+        (("quick", 2), Partial(1)),
+        (("quick", 2), "quick done"),
+    ]
+    assert list(outcomes(broken, ["x"], workers=0, timeout=None)) == [
+        ("x", Partial(1)),
+        ("x", TaskFailure("OSError", "cannot read x")),
+    ]
+    # here the time limit can only be judged once an item comes: one that came too late fails the task
+    assert list(outcomes(_stream, [("slow", 3)], workers=0, timeout=0.5)) == [
+        (("slow", 3), TaskFailure("Timeout", "no result after 0.5 s"))
+    ]

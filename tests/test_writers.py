@@ -6,6 +6,7 @@ import csv
 import errno
 import io
 import json
+import os
 import sys
 
 import numpy as np
@@ -16,7 +17,16 @@ from tsf_cli.errors import OutputError
 from tsf_cli.io import embeddings, records
 from tsf_cli.io.embeddings import get_embedding_writer, open_embedding_journal, write_embeddings
 from tsf_cli.io.records import completed_paths, open_record_sink, write_json_document
-from tsf_cli.results import ClipFrames, ModelInfo, Prediction, VideoEmbedding, VideoFailure, VideoResult
+from tsf_cli.results import (
+    ClipFrames,
+    ModelInfo,
+    Prediction,
+    VideoEmbedding,
+    VideoFailure,
+    VideoResult,
+    path_fields,
+    readable,
+)
 
 MODEL = ModelInfo("k400", "/cache/k400", "abc123", "float32", "cpu")
 CLIPS = (ClipFrames((0, 4, 8), (0.0, 0.133333, 0.266667)), ClipFrames((9, 9, 9), (0.3, 0.3, 0.3), padded=2))
@@ -40,18 +50,19 @@ def embedding(path: str, seed: int, dtype: str = "float32") -> VideoEmbedding:
 
 
 def read_text(path) -> str:
-    return path.read_text(encoding="utf-8", errors="surrogateescape")
+    return path.read_text(encoding="utf-8")  # strict: outputs are valid UTF-8, whatever the file names
 
 
 def read_records(path) -> list[dict]:
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in read_text(path).splitlines()]
-    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
 def expected_csv_row(record, k: int = 2) -> dict:
-    row = {"path": record.path, "status": record.status}
+    named = path_fields(record.path)
+    row = {"path": named["path"], "status": record.status}
     for rank in range(1, k + 1):
         p = record.predictions[rank - 1] if isinstance(record, VideoResult) else None
         row[f"label_{rank}"] = p.label if p else ""
@@ -59,10 +70,11 @@ def expected_csv_row(record, k: int = 2) -> dict:
     ok = isinstance(record, VideoResult)
     row.update(
         error="" if ok else record.error,
-        message="" if ok else record.message,
+        message="" if ok else readable(record.message),
         warnings="; ".join(record.warnings) if ok else "",
         model=MODEL.name if ok else "",
         revision=MODEL.revision if ok else "",
+        path_bytes=named.get("path_bytes", ""),
     )
     return row
 
@@ -107,6 +119,22 @@ def test_a_csv_of_an_earlier_version_is_refused_with_the_way_out(tmp_path):
     out.write_text("path,status,label_1,prob_1,error,message,model,revision\nx.mp4,ok,a,0.5,,,m,\n")
     with pytest.raises(OutputError, match="written by an earlier tsf .* --overwrite"):
         open_record_sink(out, top_k=1, resume=True)
+
+
+def test_files_written_before_path_bytes_still_resume(tmp_path):
+    name = os.fsdecode(b"/videos/caf\xe9.mp4")  # written as its raw bytes then
+    old_csv = tmp_path / "old.csv"
+    header = "path,status,label_1,prob_1,error,message,warnings,model,revision\n"
+    old_csv.write_bytes(header.encode() + b"/videos/caf\xe9.mp4,ok,a,0.5,,,,k400,abc123\n")
+    with open_record_sink(old_csv, top_k=1, resume=True) as sink:
+        assert sink.done == {name}
+        sink.write(failure("b.mp4"))
+    *_, added = old_csv.read_bytes().splitlines()
+    assert len(next(csv.reader([added.decode()]))) == 9  # its own columns, no path_bytes
+    assert completed_paths(old_csv) == {name, "b.mp4"}
+    old_jsonl = tmp_path / "old.jsonl"
+    old_jsonl.write_bytes(b'{"path": "/videos/caf\xe9.mp4", "status": "error", "error": "E", "message": "m"}\n')
+    assert completed_paths(old_jsonl) == {name}
 
 
 def test_a_torn_last_record_is_cut_off_and_redone_once(tmp_path, suffix):

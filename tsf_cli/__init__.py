@@ -2,8 +2,8 @@
 
 The public names load lazily, so that ``import tsf_cli`` (and ``tsf --help``) stays fast: torch and PyAV load only
 when a name that needs them is first used. The Python API (``tsf_cli.api``) is here too: ``tsf_cli.classify``,
-``tsf_cli.batch``, ``tsf_cli.embed``, ``tsf_cli.embed_files``, ``tsf_cli.explain``, ``tsf_cli.train``,
-``tsf_cli.evaluate``.
+``tsf_cli.batch``, ``tsf_cli.embed``, ``tsf_cli.embed_files``, ``tsf_cli.explain``, ``tsf_cli.timeline``,
+``tsf_cli.train``, ``tsf_cli.evaluate``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ _EXPORTS = {
     "batch": "tsf_cli.api",
     "embed_files": "tsf_cli.api",
     "explain": "tsf_cli.api",
+    "timeline": "tsf_cli.api",
     "train": "tsf_cli.api",
     "evaluate": "tsf_cli.api",
     "load_model": "tsf_cli.api",

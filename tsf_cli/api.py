@@ -10,6 +10,8 @@ or nothing).
     results = tsf_cli.classify(["a.mp4", "b.mp4"], model="base-k400", top_k=5)
     summary = tsf_cli.batch(["videos/"], "labels.jsonl", resume=True)
     summary = tsf_cli.embed_files(["videos/"], "vectors.npz", pool="mean", resume=True)
+    summary = tsf_cli.batch(["s3://bucket/videos/"], "s3://bucket/labels/", engine="ray", ray_address="auto")
+    timeline = tsf_cli.timeline("match.mp4", output=["match.srt", "match.html"])  # Timeline(.segments, .windows)
     explanation = tsf_cli.explain("a.mp4", model="demo", method="grad-rollout", output=["a.png"])
 
 torch and PyAV are imported when a function first needs them, so ``import tsf_cli.api`` stays fast.
@@ -21,16 +23,21 @@ import functools
 import importlib
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .demo.synthetic import MOTIONS
 from .errors import OutputError, UsageError, VideoError
+from .inference.segments import DEFAULT_MIN_PROBABILITY, DEFAULT_SMOOTH
+from .io.inputs import is_url
+from .io.palette import UNCERTAIN_COLOR, label_colors
 from .io.records import write_json_document
-from .media.limits import DEFAULT_TIMEOUT_S
+from .io.timelines import TIMELINE_FORMATS, check_timeline_outputs
+from .media.limits import DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT_S
 from .media.sampling import SAMPLINGS
 from .presets import DEFAULT_MODEL, Preset, all_presets
-from .results import BatchSummary, Explanation, VideoEmbedding, VideoFailure, VideoResult
+from .results import BatchSummary, Explanation, Timeline, VideoEmbedding, VideoFailure, VideoResult
 
 if TYPE_CHECKING:
     from .inference.predictor import Predictor
@@ -52,22 +59,32 @@ _LAZY = {
     "EvalResult": "tsf_cli.training.evaluate",
     "run_demo": "tsf_cli.demo.run",
     "DemoRun": "tsf_cli.demo.run",
+    "TimelineOptions": "tsf_cli.inference.timeline",
 }
 
 __all__ = [
+    "DEFAULT_MAX_MEMORY",
+    "DEFAULT_MIN_PROBABILITY",
     "DEFAULT_MODEL",
+    "DEFAULT_SMOOTH",
     "MOTIONS",
     "SAMPLINGS",
+    "TIMELINE_FORMATS",
+    "UNCERTAIN_COLOR",
     "batch",
+    "check_timeline_outputs",
     "classify",
     "default_workers",
     "embed",
+    "is_url",
     "embed_files",
     "explain",
+    "label_colors",
     "list_inputs",
     "list_models",
     "load_model",
     "probe",
+    "timeline",
     "write_json_document",
     *_LAZY,
 ]
@@ -108,6 +125,7 @@ def classify(
     batch_size: int = 4,
     workers: int = 0,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    max_memory: int = DEFAULT_MAX_MEMORY,
     strict: bool = False,
     observer: Observer | None = None,
 ) -> list[VideoResult | VideoFailure]:
@@ -116,10 +134,18 @@ def classify(
     ``frames``, ``sampling``, ``stride``, ``clips``, ``crops`` and ``start`` override the model's own views (None:
     the preset's, or the checkpoint's frame count sampled uniformly). A result carries ``warnings`` where its label
     cannot be trusted (a clip longer than the video, a still image, a damaged file); ``strict`` makes those videos
-    failures instead.
+    failures instead. ``videos`` are files or http(s) URLs; a video whose decoding would hold more than
+    ``max_memory`` bytes fails before it is decoded.
     """
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
-    options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
+    options = {
+        "top_k": top_k,
+        "batch_size": batch_size,
+        "workers": workers,
+        "timeout": timeout,
+        "strict": strict,
+        "max_memory": max_memory,
+    }
     return _in_order(videos, predictor, views, options)
 
 
@@ -140,13 +166,21 @@ def embed(
     batch_size: int = 4,
     workers: int = 0,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    max_memory: int = DEFAULT_MAX_MEMORY,
     strict: bool = False,
     observer: Observer | None = None,
 ) -> list[VideoEmbedding | VideoFailure]:
     """One vector per video, in the order given: the final-norm class token (``pool="cls"``) or the mean of the
     final-norm patch tokens (``"mean"``), averaged over the views."""
     predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
-    options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
+    options = {
+        "pool": pool,
+        "batch_size": batch_size,
+        "workers": workers,
+        "timeout": timeout,
+        "strict": strict,
+        "max_memory": max_memory,
+    }
     return _in_order(videos, predictor, views, options)
 
 
@@ -156,6 +190,7 @@ def batch(
     *,
     model: str | Predictor = DEFAULT_MODEL,
     recursive: bool = False,
+    follow_links: bool = False,
     resume: bool = False,
     overwrite: bool = False,
     retry_failed: bool = False,
@@ -163,6 +198,7 @@ def batch(
     batch_size: int = 4,
     workers: int | None = None,
     timeout: float | None = 300,
+    max_memory: int = DEFAULT_MAX_MEMORY,
     revision: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
@@ -174,46 +210,150 @@ def batch(
     start: float | None = None,
     strict: bool = False,
     format: str | None = None,
+    timeline: bool = False,
+    windows: bool = False,
+    window: float | None = None,
+    hop: float | None = None,
+    min_probability: float | None = None,
+    smooth: int | None = None,
     engine: str = "local",
     ray_address: str | None = None,
     observer: Observer | None = None,
 ) -> BatchSummary:
-    """Classify every file that ``sources`` name (folders, globs, .txt lists of paths, files; or the same in an
-    object store: ``s3://bucket/videos/``) into ``output`` (.jsonl or .csv, a local file or an object; ``-`` for
+    """Classify every file that ``sources`` name (folders, globs, .txt lists of paths, files, URLs; or the same in
+    an object store: ``s3://bucket/videos/``) into ``output`` (.jsonl or .csv, a local file or an object; ``-`` for
     standard output, in ``format`` "jsonl" or "csv"), one record per input, each written as its video finishes.
 
     ``resume`` continues an interrupted run: inputs the file already records are skipped (``retry_failed`` redoes
     recorded failures); ``overwrite`` starts the file again; without either an existing file is refused. The model
     loads before ``output`` is touched, so a wrong model never leaves or empties a file. ``workers``: decoding
-    processes (None: cores - 1, at most 8; 0 decodes in this process, without crash isolation).
+    processes (None: cores - 1, at most 8; 0 decodes in this process, without crash isolation). ``recursive``
+    descends into sub-folders, ``follow_links`` into links to folders too (each real folder once).
+
+    With ``timeline`` each record is a video's ``Timeline`` (see ``timeline``: ``window``, ``hop``,
+    ``min_probability``, ``smooth``; None: its defaults) holding its segments, and its windows too with
+    ``windows``; ``batch_size`` then counts windows, and ``timeout`` bounds the wait for a video's next window, so a
+    long video is not cut short. Only .jsonl holds timelines: a video has any number of segments.
 
     ``engine="ray"`` runs on Ray Data (``pip install "tsf-cli[ray]"``): on a Ray instance started for the run, or
     on the cluster at ``ray_address`` (``auto``, ``host:port``), with the same records. Its ``output`` may also be
     a folder (a path ending in ``/``), which gets the records as Parquet files, one per block.
     """
-
     _check_flags(resume, overwrite, retry_failed)
     _check_engine(engine, ray_address)
+    if timeline:
+        _check_timeline_batch(output, format, clips, start, strict)
+        if engine == "ray":
+            raise UsageError("--timeline runs on the local engine only, not --engine ray")
+    elif windows or any(choice is not None for choice in (window, hop, min_probability, smooth)):
+        raise UsageError("--windows, --window, --hop, --min-probability and --smooth go with --timeline")
     output = _checked_output(output, engine, resume, retry_failed, stdout_ok=True)
-    paths = list_inputs(sources, recursive=recursive, exclude=[output])
+    paths = list_inputs(sources, recursive=recursive, exclude=[output], follow_links=follow_links)
     predictor, views = _prepare(
         model, observer, revision, _driver_device(engine, device), dtype, frames, sampling, stride, clips, crops, start
     )
+    workers = default_workers() if workers is None else workers
     if engine == "ray":
-        work = _ray_work(predictor, views, top_k=top_k, batch_size=batch_size, timeout=timeout, strict=strict)
+        work = _ray_work(
+            predictor, views, top_k=top_k, batch_size=batch_size, timeout=timeout, strict=strict, max_memory=max_memory
+        )
         job = _ray_job(model, predictor, revision, device, dtype, work, ray_address)
         if _is_folder(output):
             return _ray_record_folder(paths, output, job, resume, overwrite, observer)
         records = _ray_records(job)
+    elif timeline:
+        from .inference.timeline import run_timelines, timeline_options
+
+        options = timeline_options(
+            predictor,
+            views,
+            window=window,
+            hop=hop,
+            min_probability=DEFAULT_MIN_PROBABILITY if min_probability is None else min_probability,
+            smooth=DEFAULT_SMOOTH if smooth is None else smooth,
+            top_k=top_k,
+        )
+
+        def records(todo: list[str]):
+            for record in run_timelines(
+                predictor, todo, options, views, batch_size=batch_size, workers=workers, timeout=timeout,
+                max_memory=max_memory, observer=observer,
+            ):  # fmt: skip
+                yield record if windows or isinstance(record, VideoFailure) else replace(record, windows=None)
+
     else:
-        workers = default_workers() if workers is None else workers
-        options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
+        options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout}
+        options |= {"strict": strict, "max_memory": max_memory}
         records = functools.partial(_local_records, predictor, views, options)
     sink = _record_sink(
         output, top_k=top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed, format=format
     )
     with sink:
         return _record_all(paths, sink, records, str(output), observer)
+
+
+def _check_timeline_batch(output, format: str | None, clips: int | None, start: float | None, strict: bool) -> None:
+    from .io.records import STDOUT
+
+    if clips is not None or start is not None:
+        raise UsageError("--clips and --start do not go with --timeline: each window is one clip")
+    if strict:
+        raise UsageError("--strict goes with labels, not --timeline: a timeline's windows carry no warnings")
+    jsonl = format in (None, "jsonl") if str(output) == STDOUT else Path(output).suffix.lower() == ".jsonl"
+    if not jsonl:
+        raise OutputError(
+            f"{output}: a timeline record holds any number of segments, which only .jsonl keeps; "
+            "write .jsonl (or one file per video with tsf timeline -o)"
+        )
+
+
+def timeline(
+    video: str | os.PathLike,
+    *,
+    model: str | Predictor = DEFAULT_MODEL,
+    window: float | None = None,
+    hop: float | None = None,
+    min_probability: float = DEFAULT_MIN_PROBABILITY,
+    smooth: int = DEFAULT_SMOOTH,
+    top_k: int = 5,
+    output: Sequence[str | os.PathLike] = (),
+    revision: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    frames: int | None = None,
+    sampling: str | None = None,
+    stride: int | None = None,
+    crops: int | None = None,
+    batch_size: int = 8,
+    timeout: float | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    observer: Observer | None = None,
+) -> Timeline:
+    """Labels along a video: windows of ``window`` seconds every ``hop`` seconds, each classified as one clip, and
+    the segments the segment rule makes of them (see ``tsf_cli.inference.segments``).
+
+    ``window`` defaults to the clip the model was trained on (8.5 s for the Kinetics presets, 4 s for the
+    Something-Something ones, 2 s for demo) and ``hop`` to half the window. A window votes "uncertain" when its
+    top label's probability is below ``min_probability``; each window then takes the majority of the ``smooth``
+    windows around it. ``output`` files are written too, each in the format its suffix names (.json .csv .srt .vtt
+    .png .svg .html), and are checked before any decoding. Decoding is one pass over the video, and what it holds
+    does not grow with the video's length (``max_memory`` bounds it, as for ``classify``; ``timeout``, None for no
+    limit, bounds the whole pass). Errors are raised: a VideoError for a file that cannot be read.
+    """
+    from .inference.timeline import timeline_of, timeline_options
+    from .io.timelines import check_timeline_outputs, write_timeline
+    from .media.limits import DecodeLimits
+
+    check_timeline_outputs(output)
+    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, None, crops, None)
+    options = timeline_options(
+        predictor, views, window=window, hop=hop, min_probability=min_probability, smooth=smooth, top_k=top_k
+    )
+    limits = DecodeLimits(timeout_s=timeout, max_memory=max_memory)
+    result = timeline_of(predictor, str(video), options, views, batch_size=batch_size, observer=observer, limits=limits)
+    for path in output:
+        write_timeline(result, path)
+    return result
 
 
 def embed_files(
@@ -223,12 +363,14 @@ def embed_files(
     model: str | Predictor = DEFAULT_MODEL,
     pool: str = "cls",
     recursive: bool = False,
+    follow_links: bool = False,
     resume: bool = False,
     overwrite: bool = False,
     retry_failed: bool = False,
     batch_size: int = 4,
     workers: int | None = None,
     timeout: float | None = 300,
+    max_memory: int = DEFAULT_MAX_MEMORY,
     revision: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
@@ -266,19 +408,22 @@ def embed_files(
             )
         get_embedding_writer(output)  # an unsupported format fails before any video is decoded
     side_files = [output, *(f"{output}{suffix}" for suffix in (".json", ".partial.jsonl"))]
-    paths = list_inputs(sources, recursive=recursive, exclude=side_files)
+    paths = list_inputs(sources, recursive=recursive, exclude=side_files, follow_links=follow_links)
     predictor, views = _prepare(
         model, observer, revision, _driver_device(engine, device), dtype, frames, sampling, stride, clips, crops, start
     )
     if engine == "ray":
-        work = _ray_work(predictor, views, pool=pool, batch_size=batch_size, timeout=timeout, strict=strict)
+        work = _ray_work(
+            predictor, views, pool=pool, batch_size=batch_size, timeout=timeout, strict=strict, max_memory=max_memory
+        )
         job = _ray_job(model, predictor, revision, device, dtype, work, ray_address)
         if _is_folder(output):
             return _ray_record_folder(paths, output, job, resume, overwrite, observer)
         records = _ray_records(job)
     else:
         workers = default_workers() if workers is None else workers
-        options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
+        options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout}
+        options |= {"strict": strict, "max_memory": max_memory}
         records = functools.partial(_local_records, predictor, views, options)
     with open_embedding_journal(output, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as journal:
         return _record_all(paths, journal, records, str(output), observer)
@@ -471,11 +616,16 @@ def _check_flags(resume: bool, overwrite: bool, retry_failed: bool) -> None:
 
 
 def list_inputs(
-    sources: Iterable[str | os.PathLike], *, recursive: bool = False, exclude: Iterable[str | os.PathLike] = ()
+    sources: Iterable[str | os.PathLike],
+    *,
+    recursive: bool = False,
+    exclude: Iterable[str | os.PathLike] = (),
+    follow_links: bool = False,
 ) -> list[str]:
-    """The files that ``sources`` name, as absolute paths, each once, in the order the sources give them: a folder
-    (every non-hidden file, sorted), a .txt list (one path a line), a glob, or a file. ``exclude`` keeps tsf's own
-    output files out."""
+    """The inputs that ``sources`` name, as absolute paths, each once, in the order the sources give them: a folder
+    (every non-hidden entry, sorted: FIFOs, broken links and the like too, which then fail with their cause), a .txt
+    list (one path a line), a glob, or a file. ``recursive`` descends into sub-folders, ``follow_links`` into links to
+    folders too. ``exclude`` keeps tsf's own output files out."""
     from .io.inputs import list_inputs as list_source
 
     if isinstance(sources, (str, os.PathLike)):
@@ -483,7 +633,8 @@ def list_inputs(
     excluded = [str(p) for p in exclude]
     found: dict[str, None] = {}
     for source in sources:
-        found.update(dict.fromkeys(list_source(str(source), recursive=recursive, exclude=excluded)))
+        listed = list_source(str(source), recursive=recursive, exclude=excluded, follow_links=follow_links)
+        found.update(dict.fromkeys(listed))
     return list(found)
 
 

@@ -33,6 +33,18 @@ class Preset:
     license: str | None
     notes: str = ""
     bundled: str | None = None  # folder name inside tsf_cli/ for a bundled model
+    # How long the clips the checkpoint was trained on lasted, where its sampling does not say (stride sampling
+    # does: frames * frame_sample_rate / target_fps); the default window of ``tsf timeline``.
+    clip_seconds: float | None = None
+
+    @property
+    def trained_clip_seconds(self) -> float | None:
+        """The seconds one training clip covered, where the preset knows."""
+        if self.clip_seconds is not None:
+            return self.clip_seconds
+        if self.sampling == "stride" and self.frame_sample_rate and self.target_fps:
+            return self.frames * self.frame_sample_rate / self.target_fps
+        return None
 
     @property
     def source(self) -> str:

@@ -1,14 +1,42 @@
 """Typed results that flow from the API to the writers: frozen dataclasses, no torch inside.
 
 ``to_dict()`` gives the JSON-ready form that every writer shares, so the JSON, JSONL and CSV outputs agree field for
-field.
+field. Every output is valid UTF-8 whatever the file names (``path_fields``).
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 
 import numpy as np
+
+
+def path_fields(path: str) -> dict[str, str]:
+    """A file path as every strict UTF-8 reader (jq, serde_json, pyarrow, safetensors) can take it.
+
+    ``path`` is always valid Unicode. A POSIX name that is not UTF-8 reaches Python with lone surrogates (os.fsdecode's
+    surrogateescape), which no UTF-8 output can hold, raw or escaped: then ``path`` shows each undecodable byte as
+    U+FFFD, for people, and ``path_bytes`` holds the name's exact bytes in base64, for programs and ``--resume``.
+    """
+    try:
+        path.encode("utf-8")
+        return {"path": path}
+    except UnicodeEncodeError:
+        raw = path.encode("utf-8", "surrogateescape")
+        return {"path": raw.decode("utf-8", "replace"), "path_bytes": base64.b64encode(raw).decode("ascii")}
+
+
+def path_from_fields(fields: dict) -> str:
+    """The path ``path_fields`` was given, as os.fsdecode gives it, so that a record matches the file it is about."""
+    if fields.get("path_bytes"):
+        return base64.b64decode(fields["path_bytes"]).decode("utf-8", "surrogateescape")
+    return fields["path"]
+
+
+def readable(text: str) -> str:
+    """Free text that may quote a path (an error message) with each undecodable byte of a name shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -70,7 +98,7 @@ class VideoResult:
 
     def to_dict(self) -> dict:
         return {
-            "path": self.path,
+            **path_fields(self.path),
             "status": self.status,
             "warnings": list(self.warnings),
             "model": self.model.to_dict(),
@@ -90,7 +118,7 @@ class VideoFailure:
     status: str = field(default="error", init=False)
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "status": self.status, "error": self.error, "message": self.message}
+        return {**path_fields(self.path), "status": self.status, "error": self.error, "message": readable(self.message)}
 
 
 @dataclass(frozen=True, eq=False)  # an ndarray field has no single truth value, so no == (and no hash)
@@ -107,7 +135,7 @@ class VideoEmbedding:
 
     def to_dict(self) -> dict:
         return {
-            "path": self.path,
+            **path_fields(self.path),
             "status": self.status,
             "warnings": list(self.warnings),
             "pool": self.pool,
@@ -131,6 +159,113 @@ class BatchSummary:
     @property
     def ok(self) -> int:
         return self.total - self.skipped - self.failed
+
+
+UNCERTAIN = "uncertain"  # how an uncertain segment (label None) reads where text is needed
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of a video with one label: consecutive windows that the segment rule gave the same decision.
+    ``label`` None means uncertain (the windows' top probability fell below the run's ``min_probability``)."""
+
+    label: str | None
+    start: float  # seconds
+    end: float
+    confidence: float  # the mean over its windows of the label's probability (uncertain: of their top-1's)
+
+    @property
+    def uncertain(self) -> bool:
+        return self.label is None
+
+    @property
+    def text(self) -> str:
+        """The label, or the word ``uncertain``, for where text is needed."""
+        return UNCERTAIN if self.label is None else self.label
+
+    def to_dict(self) -> dict:
+        return {
+            "label": self.label,
+            "uncertain": self.uncertain,
+            "start": round(self.start, 6),
+            "end": round(self.end, 6),
+            "confidence": self.confidence,
+        }
+
+
+@dataclass(frozen=True)
+class TimelineWindow:
+    """What the model saw in one window of a timeline, what it said, and what the segment rule decided there."""
+
+    start: float  # seconds
+    end: float
+    frames: ClipFrames
+    predictions: tuple[Prediction, ...]  # the top-k, averaged over the crops
+    label: str | None  # the segment rule's decision, after smoothing; None: uncertain
+    probability: float  # this window's probability of ``label`` (of its top-1 when uncertain)
+
+    def to_dict(self) -> dict:
+        return {
+            "start": round(self.start, 6),
+            "end": round(self.end, 6),
+            "indices": list(self.frames.indices),
+            "timestamps": [round(t, 6) for t in self.frames.timestamps],
+            "predictions": [p.to_dict() for p in self.predictions],
+            "label": self.label,
+            "uncertain": self.label is None,
+            "probability": self.probability,
+        }
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Labels along one video: windows of ``window`` seconds every ``hop`` seconds, each classified, and the segments
+    the segment rule made of them, which tile [0, ``duration``] without gap or overlap. ``windows`` is None where
+    a record keeps the segments only (``tsf batch --timeline`` without ``--windows``)."""
+
+    path: str
+    duration: float  # seconds, to the end of the last frame
+    window: float
+    hop: float
+    min_probability: float
+    smooth: int
+    top_k: int
+    crops: int
+    segments: tuple[Segment, ...]
+    windows: tuple[TimelineWindow, ...] | None
+    model: ModelInfo
+    status: str = field(default="ok", init=False)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The segments' labels, each once, in order of first appearance."""
+        return tuple(dict.fromkeys(s.label for s in self.segments if s.label is not None))
+
+    @property
+    def settings(self) -> dict:
+        """How the timeline was made, apart from the model: where the windows went and how they became segments."""
+        return {
+            "window": self.window,
+            "hop": self.hop,
+            "min_probability": self.min_probability,
+            "smooth": self.smooth,
+            "top_k": self.top_k,
+            "crops": self.crops,
+        }
+
+    def to_dict(self) -> dict:
+        document = {
+            "path": self.path,
+            "status": self.status,
+            "model": self.model.to_dict(),
+            "duration": round(self.duration, 6),
+            "settings": self.settings,
+            "labels": list(self.labels),
+            "segments": [s.to_dict() for s in self.segments],
+        }
+        if self.windows is not None:
+            document["windows"] = [w.to_dict() for w in self.windows]
+        return document
 
 
 @dataclass(frozen=True, eq=False)  # ndarray fields have no single truth value, so no == (and no hash)

@@ -1,4 +1,5 @@
-"""The ``tsf`` command: the commands of ``predict``, ``explain``, ``catalog``, ``training`` and ``demo`` assembled into
+"""The ``tsf`` command: the commands of ``predict``, ``timeline``, ``explain``, ``catalog``, ``training`` and ``demo``
+assembled into
 one Typer app, and the boundary where errors become one line and an exit code.
 
 Exit codes: 0 success; 1 other known error; 2 bad command line; 3 a video could not be read; 4 model not found;
@@ -22,7 +23,7 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import EXIT_INTERRUPTED, EXIT_USAGE, TsfError
-from . import catalog, demo, display, explain, predict, training
+from . import catalog, demo, display, explain, predict, timeline, training
 
 # Options of the whole program that a user may also put after the command (`tsf classify x.mp4 --debug`).
 ANYWHERE = ("--debug", "--quiet", "-q")
@@ -71,7 +72,7 @@ def _before_double_dash(args: list[str]) -> list[str]:
 app = typer.Typer(
     name="tsf",
     cls=Tsf,
-    help="Classify videos with TimeSformer: top-k labels, folders of videos, embeddings.",
+    help="Classify videos with TimeSformer: top-k labels, folders of videos, timelines, embeddings.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -143,6 +144,7 @@ for name, command in (
     ("classify", predict.classify),
     ("batch", predict.batch),
     ("embed", predict.embed),
+    ("timeline", timeline.timeline),
     ("explain", explain.explain),
     ("models", catalog.models),
     ("info", catalog.info),

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .. import api
 from ..errors import VideoError
+from ..results import path_fields
 from . import display
 from .options import JsonOpt
 
@@ -45,15 +46,16 @@ def models(as_json: JsonOpt = False):
 
 
 def info(
-    video: Annotated[Path, typer.Argument(help="A video file.", show_default=False)],
+    video: Annotated[str, typer.Argument(help="A video file, or an http(s) URL.", show_default=False)],
     as_json: JsonOpt = False,
 ):
     """Streams, codec, size, duration, fps and frame count of a video, as measured (not as the header claims)."""
-    if not video.exists():
+    # lexists: a broken or looping link, a FIFO are named by the decoder's own refusal, not as missing files
+    if not api.is_url(video) and not os.path.lexists(video):
         raise VideoError(video, "no such file")
     found = api.probe(video)
     if as_json:
-        json.dump(dataclasses.asdict(found), sys.stdout, indent=2)
+        json.dump({**dataclasses.asdict(found), **path_fields(found.path)}, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
     display.stdout.print(display.info_table(found))

@@ -1,7 +1,8 @@
 """Everything the ``tsf`` command shows people, with Rich: tables, progress, one-line messages.
 
 Data goes to ``stdout``, everything for people (progress, warnings, errors) to ``stderr``. File names and FFmpeg's
-words are printed as they are, never read as Rich markup (a path may hold ``[brackets]``).
+words are printed as they are, never read as Rich markup (a path may hold ``[brackets]``), with each byte of a name
+that is not UTF-8 shown as U+FFFD (``readable``) rather than failing the terminal's encoding.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from rich.progress import ProgressColumn
 from rich.table import Table
 from rich.text import Text
 
+from ..results import readable
+
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)  # for people: progress, warnings, summaries (silent with --quiet)
 _errors = Console(stderr=True, highlight=False)  # errors, which --quiet never hides
@@ -25,7 +28,7 @@ def set_quiet(quiet: bool) -> None:
 
 def say(label: str, style: str, message: str, console: Console = stderr) -> None:
     """``label: message`` on stderr, the message printed as it is."""
-    console.print(Text.assemble((f"{label}:", style), " ", message), soft_wrap=True)
+    console.print(Text.assemble((f"{label}:", style), " ", readable(message)), soft_wrap=True)
 
 
 def error(message: str) -> None:
@@ -47,6 +50,41 @@ class Loading:
 
     def finished(self, record) -> None:
         pass
+
+    def windows(self, path: str, done: int, total: int) -> None:
+        pass
+
+
+class WindowProgress(Loading):
+    """An observer for ``tsf timeline``: a progress bar of one video's windows, with time left. Use it as a context
+    manager around that video's run."""
+
+    def __init__(self, path):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("windows"),
+            TimeRemainingColumn(),
+            console=stderr,
+            transient=True,
+        )
+        self._name = Text(str(path)).plain
+        self._task = None
+
+    def __enter__(self) -> WindowProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def windows(self, path: str, done: int, total: int) -> None:
+        if self._task is None:
+            self._task = self._progress.add_task(escape(self._name), total=total)
+        self._progress.update(self._task, completed=done, total=total)
 
 
 class Explaining(Loading):
@@ -124,9 +162,10 @@ class RunProgress(Loading):
     def finished(self, record) -> None:
         if getattr(record, "status", None) == "error":
             self._failed += 1
-            self._progress.console.print(Text.assemble(("failed:", "yellow"), " ", record.message), soft_wrap=True)
+            failed = Text.assemble(("failed:", "yellow"), " ", readable(record.message))
+            self._progress.console.print(failed, soft_wrap=True)
         for warning in getattr(record, "warnings", ()):
-            self._progress.console.print(Text.assemble(("warning:", "yellow"), f" {record.path}: {warning}"))
+            self._progress.console.print(Text.assemble(("warning:", "yellow"), f" {readable(record.path)}: {warning}"))
         self._progress.update(self._task, advance=1, failed=self._failed)
 
 
@@ -149,7 +188,7 @@ def prediction_table(result, title: str | None = None) -> Table:
     frames = sum(len(c.indices) for c in result.clips) // max(1, len(result.clips))
     views = f"{len(result.clips)} clip(s) x {result.crops} crop(s) of {frames} frames"
     caption = f"{result.model.name} · {result.model.dtype} on {result.model.device} · {views}"
-    title = escape(title or result.path)
+    title = escape(readable(title or result.path))
     table = Table(title=title, caption=escape(caption), title_justify="left", caption_justify="left")
     table.add_column("#", justify="right", style="dim")
     table.add_column("label")
@@ -195,7 +234,7 @@ def info_table(found) -> Table:
     import dataclasses
 
     duration = f"{found.duration_s:.3f} s" if found.duration_s is not None else "unknown duration"
-    table = Table(title=escape(f"{found.path} ({found.container}, {duration})"), title_justify="left")
+    table = Table(title=escape(readable(f"{found.path} ({found.container}, {duration})")), title_justify="left")
     table.add_column("stream", style="bold", no_wrap=True)
     for stream in found.streams:
         chosen = " (used)" if stream.index == found.video_stream else ""

@@ -3,6 +3,7 @@ the command calls (``--top-k`` is ``top_k``); tests/test_layout.py holds every c
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -50,6 +51,22 @@ def value(choice: Enum | None):
     return choice.value if isinstance(choice, Enum) else choice
 
 
+_SIZE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?|b)?\s*")
+_UNITS = {None: 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``2G``, ``2GiB``, ``2gb``, ``1.5G``, ``512M`` or ``2147483648``: K, M, G and T are binary
+    (a G is 2**30 bytes), as memory is counted."""
+    match = _SIZE.fullmatch(str(text))
+    if not match:
+        raise typer.BadParameter(f"{text!r} is not a size; give bytes or a number with K, M, G or T (2G, 512M)")
+    size = int(float(match.group(1)) * _UNITS[match.group(2) and match.group(2).lower()])
+    if size <= 0:
+        raise typer.BadParameter("must be more than 0 bytes")
+    return size
+
+
 ModelOpt = Annotated[
     str | None,
     typer.Option(
@@ -72,6 +89,14 @@ WorkersOpt = Annotated[int | None, typer.Option(min=0, help="Decoding processes 
 TimeoutOpt = Annotated[float, typer.Option(min=1, help="Seconds one video may take to decode before it fails.")]
 RuntimeOpt = Annotated[Runtime, typer.Option(help="torch, or onnx: the model through ONNX Runtime (tsf-cli\\[onnx]).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout instead of tables.")]
+MaxMemoryOpt = Annotated[
+    int | None,
+    typer.Option(
+        parser=parse_size,
+        metavar="SIZE",
+        help="Memory one video may take to decode (2G, 512M); 8K at 16 frames needs about 2.1G. \\[default: 2G]",
+    ),
+]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Fail the videos whose results would carry warnings (padded, still, damaged).")
 ]
@@ -85,6 +110,9 @@ RayAddressOpt = Annotated[
     typer.Option(help="--engine ray: the cluster's address, auto or host:port. \\[default: a Ray started for the run]"),
 ]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")]
+FollowLinksOpt = Annotated[
+    bool, typer.Option("--follow-links", help="With -r, descend into links to folders too (each real folder once).")
+]
 ResumeOpt = Annotated[
     bool, typer.Option("--resume", help="Continue an interrupted run: skip what OUTPUT already records.")
 ]
@@ -95,3 +123,35 @@ RetryOpt = Annotated[
 SourcesArg = Annotated[
     list[str], typer.Argument(help="Folders, globs, .txt lists of paths, or files.", show_default=False)
 ]
+
+# tsf timeline, and tsf batch --timeline
+WindowOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Seconds per window. \\[default: the clip the model was trained on: 8.5 s for the Kinetics presets, "
+        "4 s for Something-Something, 2 s for demo]"
+    ),
+]
+HopOpt = Annotated[
+    float | None, typer.Option(help="Seconds from one window's start to the next. \\[default: half the window]")
+]
+MinProbabilityOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0,
+        max=1,
+        show_default=False,
+        help="A window whose top label is less probable than this votes 'uncertain'. \\[default: 0.5]",
+    ),
+]
+SmoothOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        show_default=False,
+        help="Each window takes the majority vote of this many windows around it (odd; 1: none). \\[default: 1]",
+    ),
+]
+
+# str, not Path: a Path would turn https://host/v.mp4 into https:/host/v.mp4
+VideosArg = Annotated[list[str], typer.Argument(help="Video files, or http(s) URLs.", show_default=False)]

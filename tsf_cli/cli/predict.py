@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -21,7 +21,11 @@ from .options import (
     DTypeOpt,
     Engine,
     EngineOpt,
+    FollowLinksOpt,
     FramesOpt,
+    HopOpt,
+    MaxMemoryOpt,
+    MinProbabilityOpt,
     ModelOpt,
     OverwriteOpt,
     Pool,
@@ -32,11 +36,14 @@ from .options import (
     RetryOpt,
     RevisionOpt,
     SamplingOpt,
+    SmoothOpt,
     SourcesArg,
     StartOpt,
     StrictOpt,
     StrideOpt,
     TimeoutOpt,
+    VideosArg,
+    WindowOpt,
     WorkersOpt,
     value,
 )
@@ -46,7 +53,7 @@ RESUME_HINT = "Finished records are kept: run the same command with --resume to 
 
 
 def classify(
-    videos: Annotated[list[Path], typer.Argument(help="Video files.", show_default=False)],
+    videos: VideosArg,
     model: ModelOpt = None,
     top_k: TopKOpt = 5,
     device: DeviceOpt = "auto",
@@ -58,12 +65,14 @@ def classify(
     crops: CropsOpt = None,
     start: StartOpt = None,
     revision: RevisionOpt = None,
+    max_memory: MaxMemoryOpt = None,
     strict: StrictOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of tables.")] = False,
 ):
-    """Top-k labels of each video, as a table (or JSON with --json)."""
+    """Top-k labels of each video (a file or an http(s) URL), as a table (or JSON with --json)."""
     for video in videos:
-        if not video.exists():
+        # lexists: a broken or looping link, a FIFO are named by the decoder's own refusal, not as missing files
+        if not api.is_url(video) and not os.path.lexists(video):
             raise VideoError(video, "no such file")
     records = api.classify(
         videos,
@@ -78,6 +87,7 @@ def classify(
         clips=clips,
         crops=crops,
         start=start,
+        max_memory=max_memory or api.DEFAULT_MAX_MEMORY,
         strict=strict,
         observer=display.Loading(),
     )
@@ -107,6 +117,7 @@ def batch(
         ),
     ],
     recursive: RecursiveOpt = False,
+    follow_links: FollowLinksOpt = False,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
     retry_failed: RetryOpt = False,
@@ -124,17 +135,29 @@ def batch(
     crops: CropsOpt = None,
     start: StartOpt = None,
     revision: RevisionOpt = None,
+    max_memory: MaxMemoryOpt = None,
     strict: StrictOpt = False,
     format: Annotated[
         RecordFormat | None, typer.Option(help="The records' format on standard output (-o -). \\[default: jsonl]")
     ] = None,
+    timeline: Annotated[
+        bool, typer.Option("--timeline", help="Record each video's timeline (its segments) instead of its labels.")
+    ] = False,
+    windows: Annotated[
+        bool, typer.Option("--windows", help="With --timeline, keep every window in the record.")
+    ] = False,
+    window: WindowOpt = None,
+    hop: HopOpt = None,
+    min_probability: MinProbabilityOpt = None,
+    smooth: SmoothOpt = None,
     engine: EngineOpt = Engine.local,
     ray_address: RayAddressOpt = None,
 ):
     """Classify every file of folders, globs or lists into OUTPUT (.jsonl or .csv), one record per input.
 
     Records are written as each video finishes, so an interrupted run leaves a valid file that --resume continues.
-    Exit code 8 when any input failed.
+    With --timeline each record is a video's timeline, as tsf timeline makes it (.jsonl only; --batch-size then
+    counts windows, and --timeout is the longest wait for a video's next window). Exit code 8 when any input failed.
     """
     with display.RunProgress(RESUME_HINT) as progress:
         summary = api.batch(
@@ -142,6 +165,7 @@ def batch(
             output,
             model=model or api.DEFAULT_MODEL,
             recursive=recursive,
+            follow_links=follow_links,
             resume=resume,
             overwrite=overwrite,
             retry_failed=retry_failed,
@@ -158,8 +182,15 @@ def batch(
             clips=clips,
             crops=crops,
             start=start,
+            max_memory=max_memory or api.DEFAULT_MAX_MEMORY,
             strict=strict,
             format=value(format),
+            timeline=timeline,
+            windows=windows,
+            window=window,
+            hop=hop,
+            min_probability=min_probability,
+            smooth=smooth,
             engine=value(engine),
             ray_address=ray_address,
             observer=progress,
@@ -181,6 +212,7 @@ def embed(
         Pool, typer.Option(help="cls: the final-norm CLS token; mean: the mean of the patch tokens.")
     ] = Pool.cls,
     recursive: RecursiveOpt = False,
+    follow_links: FollowLinksOpt = False,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
     retry_failed: RetryOpt = False,
@@ -197,6 +229,7 @@ def embed(
     crops: CropsOpt = None,
     start: StartOpt = None,
     revision: RevisionOpt = None,
+    max_memory: MaxMemoryOpt = None,
     strict: StrictOpt = False,
     engine: EngineOpt = Engine.local,
     ray_address: RayAddressOpt = None,
@@ -213,6 +246,7 @@ def embed(
             model=model or api.DEFAULT_MODEL,
             pool=value(pool),
             recursive=recursive,
+            follow_links=follow_links,
             resume=resume,
             overwrite=overwrite,
             retry_failed=retry_failed,
@@ -228,6 +262,7 @@ def embed(
             clips=clips,
             crops=crops,
             start=start,
+            max_memory=max_memory or api.DEFAULT_MAX_MEMORY,
             strict=strict,
             engine=value(engine),
             ray_address=ray_address,

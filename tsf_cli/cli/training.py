@@ -20,6 +20,7 @@ from .options import (
     DTypeOpt,
     FramesOpt,
     JsonOpt,
+    MaxMemoryOpt,
     ModelOpt,
     RevisionOpt,
     SamplingOpt,
@@ -55,6 +56,7 @@ def train(
         bool, typer.Option("--flip", help="Random horizontal flips (not when direction is the label).")
     ] = False,
     workers: Annotated[int, typer.Option(min=0, help="Decoding processes.")] = 2,
+    max_memory: MaxMemoryOpt = None,
     device: DeviceOpt = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT's last epoch checkpoint.")] = False,
     overwrite: Annotated[
@@ -81,6 +83,7 @@ def train(
             min_crop_scale=min_crop_scale,
             flip=flip,
             workers=workers,
+            max_memory=max_memory or api.DEFAULT_MAX_MEMORY,
             device=device,
             resume=resume,
             overwrite=overwrite,
@@ -110,6 +113,7 @@ def evaluate(
     clips: ClipsOpt = None,
     crops: CropsOpt = None,
     revision: RevisionOpt = None,
+    max_memory: MaxMemoryOpt = None,
     strict: StrictOpt = False,
 ):
     """Top-1 / top-5 accuracy, per-class accuracy and the confusion matrix of a model on a labelled set."""
@@ -128,6 +132,7 @@ def evaluate(
             clips=clips,
             crops=crops,
             csv=csv,
+            max_memory=max_memory or api.DEFAULT_MAX_MEMORY,
             strict=strict,
             observer=progress,
         )

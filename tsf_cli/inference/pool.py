@@ -4,6 +4,10 @@
 segfaulting decoder does on a hostile file. Here each worker owns a pipe and runs one task at a time; the parent
 waits on the pipes and the process sentinels together, so a worker that dies or overruns its time is replaced and
 only its task is reported as failed.
+
+A task whose function is a generator sends what it yields as it goes (``Partial``), then its return value as any
+task does, so that a long task (every window of a long video) streams its results instead of holding them all; its
+time limit then runs from its last message, so it bounds a stall, not the length of the work.
 """
 
 from __future__ import annotations
@@ -12,12 +16,20 @@ import multiprocessing
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from ..errors import WorkerStartError
+
 _STARTUP_TIMEOUT = 300  # seconds a new worker may take to import torch and PyAV on a loaded machine
+# Why a worker may exit or stall before it is ready: spawn runs the parent's main script again in every worker (as
+# __mp_main__) before any tsf code, so a script that does its work at top level does that work again there, or fails.
+_MAIN_GUARD_HINT = (
+    'a script that uses tsf with workers must keep its own work under `if __name__ == "__main__":`, which every '
+    "worker process runs again otherwise"
+)
 
 
 @dataclass(frozen=True)
@@ -28,14 +40,25 @@ class TaskFailure:
     message: str
 
 
+@dataclass(frozen=True)
+class Partial:
+    """One thing a generator task yielded on the way: its task's ``Partial``s arrive in order, before its outcome."""
+
+    value: Any
+
+
 def _worker_main(conn: Connection, fn: Callable[[Any], Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle, even during the imports
-    # Decoding threads come from FFmpeg; keep torch, where the task's code uses it (its module, unpickled with ``fn``
-    # before this runs, has imported it), from also spreading each worker over every core. A task that needs no
-    # torch (uint8 decoding for Ray) starts faster and lighter without it.
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(1)
+    try:
+        # Decoding threads come from FFmpeg; keep torch, where the task's code uses it (its module, unpickled with
+        # ``fn`` before this runs, has imported it), from also spreading each worker over every core. A task that
+        # needs no torch (uint8 decoding for Ray) starts faster and lighter without it.
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(1)
+    except Exception as exc:  # noqa: BLE001 - a broken install or no memory: say which, then stop
+        conn.send(("failed", f"{type(exc).__name__}: {exc}".strip().splitlines()[0]))
+        return
     conn.send("ready")  # the parent starts a task's clock only now, not while the interpreter was starting
     while True:
         try:
@@ -45,10 +68,23 @@ def _worker_main(conn: Connection, fn: Callable[[Any], Any]) -> None:
         if task is None:
             return
         try:
-            outcome = ("ok", fn(task))
+            result = fn(task)
+            if isinstance(result, Generator):
+                result = _send_each(result, conn)
+            outcome = ("ok", result)
         except Exception as exc:  # noqa: BLE001 - every failure of one input becomes that input's record
             outcome = ("error", TaskFailure(type(exc).__name__, str(exc) or repr(exc)))
         conn.send(outcome)
+
+
+def _send_each(generator: Generator, conn: Connection) -> Any:
+    """Send each item the generator yields as it comes; its return value."""
+    while True:
+        try:
+            item = next(generator)
+        except StopIteration as stop:
+            return stop.value
+        conn.send(("more", item))
 
 
 class _Worker:
@@ -61,16 +97,37 @@ class _Worker:
         self.started = 0.0
         self.ready = False
 
+    def wait_ready(self) -> None:
+        """Return once the worker says it is ready; a WorkerStartError (one line) as soon as it exits instead, or
+        after _STARTUP_TIMEOUT. A worker that cannot start (no memory, a broken install, a script without a main
+        guard) is the pool's problem, not a task's."""
+        ready = wait([self.conn, self.process.sentinel], timeout=_STARTUP_TIMEOUT)
+        message = None
+        if self.conn in ready:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                pass  # it exited: its exit status tells how
+        if message == "ready":
+            self.ready = True
+            return
+        if ready:
+            self.process.join(timeout=5)
+        if isinstance(message, tuple) and message[0] == "failed":
+            raise WorkerStartError(f"a decoding process could not start: {message[1]}")
+        if ready:
+            raise WorkerStartError(
+                f"a decoding process {_exit_cause(self.process.exitcode)} before it was ready (its own error, if any, "
+                f"is above); {_MAIN_GUARD_HINT}"
+            )
+        raise WorkerStartError(
+            f"a decoding process was not ready after {_STARTUP_TIMEOUT} s (a machine out of memory, or swapping?); "
+            f"{_MAIN_GUARD_HINT}"
+        )
+
     def assign(self, task) -> None:
         if not self.ready:
-            # A worker that cannot even start (no memory, a broken install) is the pool's problem, not the task's.
-            try:
-                started = self.conn.poll(_STARTUP_TIMEOUT) and self.conn.recv() == "ready"
-            except EOFError:
-                started = False
-            if not started:
-                raise RuntimeError(f"a decoding process did not start within {_STARTUP_TIMEOUT} s")
-            self.ready = True
+            self.wait_ready()
         self.task = task
         self.started = time.monotonic()
         self.conn.send(task)
@@ -91,17 +148,24 @@ class _Worker:
 
 
 def _describe_exit(exitcode: int | None) -> str:
+    return f"the decoding process {_exit_cause(exitcode)}"
+
+
+def _exit_cause(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
         try:
             name = signal.Signals(-exitcode).name
         except ValueError:
             name = f"signal {-exitcode}"
-        return f"the decoding process crashed ({name})"
-    return f"the decoding process exited unexpectedly (exit code {exitcode})"
+        if exitcode == -signal.SIGKILL:
+            name += ", as the out-of-memory killer sends"
+        return f"crashed ({name})"
+    return f"exited unexpectedly (exit code {exitcode})"
 
 
 class WorkerPool:
-    """``imap_unordered`` over worker processes started with spawn (safe next to torch's threads)."""
+    """``imap_unordered`` over worker processes started with spawn (safe next to torch's threads). ``timeout``: the
+    seconds a task may run, or with a generator task the seconds between two of its messages."""
 
     def __init__(self, fn: Callable[[Any], Any], workers: int, timeout: float | None = None):
         if workers < 1:
@@ -124,7 +188,8 @@ class WorkerPool:
         self._workers = []
 
     def imap_unordered(self, tasks: Iterable[Any]) -> Iterator[tuple[Any, Any | TaskFailure]]:
-        """Yield ``(task, result)`` as each finishes; ``result`` is a TaskFailure when the task failed."""
+        """Yield ``(task, result)`` as each finishes; ``result`` is a TaskFailure when the task failed. A generator
+        task also gives ``(task, Partial(item))`` for each item it yields, before its result."""
         pending = iter(tasks)
         exhausted = False
         while True:
@@ -166,6 +231,10 @@ class WorkerPool:
                     # The pipe closed before a whole answer arrived: the process died mid-send.
                     worker.process.join(timeout=5)
                     yield task, self._crashed(worker)
+                    continue
+                if status == "more":
+                    worker.started = time.monotonic()  # its clock runs from its last message
+                    yield task, Partial(value)
                     continue
                 worker.task = None
                 yield task, value

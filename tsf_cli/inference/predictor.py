@@ -117,6 +117,7 @@ class Predictor:
         from ..model.timesformer import TimesformerForVideoClassification
 
         source, preset = resolve_model(model)
+        self.preset = preset  # None for a folder or hub id that is not a preset
         if revision is None and preset is not None:
             revision = preset.revision
         hub = {"revision": revision, "local_files_only": local_files_only, "token": token, "cache_dir": cache_dir}

@@ -27,16 +27,18 @@ import numpy as np
 
 from ..errors import DeviceError, OutputError, TsfError, UsageError
 from ..io.record_tables import has_records, recorded, remove_records
-from ..media.limits import DecodeLimits
+from ..media.limits import DEFAULT_MAX_MEMORY, DecodeLimits
 from ..media.preprocess import PreprocessConfig
 from ..results import BatchSummary, ClipFrames, VideoFailure, record_from_dict
 from .pool import TaskFailure, WorkerPool
 from .ray_session import Cluster, ray_session
 from .views import VideoViews, ViewOptions, load_views
 
-# Memory Ray reserves per decode task: what one decoder and its frames may hold. It also keeps Ray Data from fusing
-# the decode map into the model's actor pool, where decoding would run inside the actors one video at a time: Ray Data
-# fuses a task map into the actor map that follows when their resource requests agree, and this one makes them differ.
+# Memory Ray reserves per decode task: what decoding takes for a usual video (a 1080p clip of base-k400's views holds
+# well under this; DecodeLimits.max_memory, 2 GiB by default, is the most one video may take, which few come near).
+# It also keeps Ray Data from fusing the decode map into the model's actor pool, where decoding would run inside the
+# actors one video at a time: Ray Data fuses a task map into the actor map that follows when their resource requests
+# agree, and this one makes them differ.
 DECODE_MEMORY = 512 << 20
 # Blocks of the input list per CPU of the cluster: one video per block while there are few, so that decoding spreads
 # over every CPU at once; past that, blocks of several videos, so that a million inputs are not a million blocks.
@@ -63,6 +65,7 @@ class Work:
     pool: str | None = None  # embeddings with this pooling; None: probabilities
     batch_size: int = 4
     timeout: float | None = None
+    max_memory: int = DEFAULT_MAX_MEMORY  # what one video's decoding may hold (DecodeLimits.max_memory)
     strict: bool = False
 
 
@@ -95,7 +98,8 @@ class Decoder:
 
     def __call__(self, row: dict) -> dict:
         path = str(row["path"])
-        limits = DecodeLimits(timeout_s=None, threads=1)  # the decoding process enforces the timeout
+        # the decoding process enforces the timeout; one FFmpeg thread for the task's one CPU
+        limits = DecodeLimits(timeout_s=None, threads=1, max_memory=self.work.max_memory)
         task = (self.load, path, self.work.views, self.work.preprocess_config, limits)
         ((_, outcome),) = _decoding_process(self.work.timeout).imap_unordered([task])
         if isinstance(outcome, TaskFailure):

@@ -7,21 +7,24 @@ through the model together (``predict``, which the Ray engine's model actors sha
 ``Observer`` told about progress.
 
 One ``timeout`` per video, enforced once: by the worker pool when decoding runs in workers (it stops a decoder stuck
-anywhere, in FFmpeg's C code too), else by the decoder's own deadline, checked between packets.
+anywhere, in FFmpeg's C code too), else by the decoder's own deadline, checked between packets. ``outcomes`` is that
+choice, shared by every kind of work: a function of one input, run here or in the pool, with the same outcomes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..media.limits import DEFAULT_TIMEOUT_S, DecodeLimits
+from ..media.limits import DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT_S, DecodeLimits
 from ..media.preprocess import PreprocessConfig
 from ..model.timesformer import POOLS
-from ..results import BatchSummary, Prediction, VideoEmbedding, VideoFailure, VideoResult
+from ..results import BatchSummary, Prediction, Timeline, VideoEmbedding, VideoFailure, VideoResult
+from .pool import Partial, TaskFailure, WorkerPool
 from .views import VideoViews, ViewOptions, load_views
 
 if TYPE_CHECKING:
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
 
     from .predictor import Predictor
 
-Record = VideoResult | VideoEmbedding | VideoFailure
+Record = VideoResult | VideoEmbedding | Timeline | VideoFailure
 
 
 class Observer:
@@ -44,6 +47,9 @@ class Observer:
 
     def finished(self, record: Record) -> None:
         """One input's record, as soon as it is known."""
+
+    def windows(self, path: str, done: int, total: int) -> None:
+        """A timeline of ``path`` has ``done`` of its ``total`` windows classified."""
 
 
 def as_predictor(model: str | Predictor, observer: Observer | None = None, **load) -> Predictor:
@@ -67,19 +73,22 @@ def run(
     batch_size: int = 4,
     workers: int = 0,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    max_memory: int = DEFAULT_MAX_MEMORY,
     strict: bool = False,
 ) -> Iterator[Record]:
     """Classify (or, with ``pool``, embed) each path, yielding one record per path as soon as it is known.
 
     Views of up to ``batch_size`` videos run through the model together. With ``workers`` > 0 decoding runs in
     that many processes, overlapped with the model, and a decoder that crashes or takes more than ``timeout``
-    seconds (None: no limit) fails only its own file. Records come in the order videos finish, not the order given.
+    seconds (None: no limit) fails only its own file. A video whose decoding would hold more than ``max_memory`` bytes
+    (``DecodeLimits.max_memory``) fails before it is decoded. Records come in the order videos finish, not the order
+    given.
     A video whose views come with warnings (``VideoViews.warnings``) is a failure with ``strict``, a record that
     carries them without.
     """
     check_options(top_k, pool, batch_size)
     views = views or predictor.default_views
-    loaded = load_all(paths, views, predictor.preprocess_config, workers, timeout)
+    loaded = load_all(paths, views, predictor.preprocess_config, workers, timeout, max_memory)
     yield from predict(predictor, loaded, top_k=top_k, pool=pool, batch_size=batch_size, strict=strict)
 
 
@@ -139,20 +148,66 @@ def _run_batch(predictor: Predictor, batch: list[VideoViews], top_k: int, pool: 
 
 def _result(predictor: Predictor, views: VideoViews, probabilities: torch.Tensor, top_k: int) -> VideoResult:
     mean = probabilities.mean(0)  # average over the clips x crops views, as the original test protocol does
-    top = mean.topk(min(top_k, mean.numel()))
-    predictions = tuple(
-        Prediction(predictor.labels[i], int(i), float(p))
-        for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
-    )
+    predictions = top_predictions(predictor.labels, mean, top_k)
     return VideoResult(views.path, predictions, views.clips, views.crops, predictor.info, views.warnings)
+
+
+def top_predictions(labels: list[str], probabilities: torch.Tensor, top_k: int) -> tuple[Prediction, ...]:
+    """The ``top_k`` most probable labels of one (labels,) probability vector, most probable first."""
+    top = probabilities.topk(min(top_k, probabilities.numel()))
+    return tuple(
+        Prediction(labels[i], int(i), float(p)) for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+    )
 
 
 def _load_task(task: tuple[str, ViewOptions, PreprocessConfig, DecodeLimits]) -> VideoViews:
     return load_views(*task)
 
 
-def _failure(path: str, error: str, message: str) -> VideoFailure:
-    return VideoFailure(path, error, message if path in message else f"{path}: {message}")
+def failure(path: str, outcome: TaskFailure) -> VideoFailure:
+    """A path's record of a task that failed."""
+    message = outcome.message
+    return VideoFailure(path, outcome.error, message if path in message else f"{path}: {message}")
+
+
+def outcomes(
+    fn: Callable[[Any], Any], tasks: Iterable[Any], workers: int, timeout: float | None
+) -> Iterator[tuple[Any, Any]]:
+    """``(task, outcome)`` of every task as ``WorkerPool.imap_unordered`` gives them, from ``workers`` processes, or
+    from this one (in order) when ``workers`` is 0: anything that goes wrong with one task (a decoder error, an
+    exception from PyAV itself) becomes its TaskFailure here too, and a generator's items come as ``Partial``.
+
+    Here ``timeout`` only bounds the time between a generator's items, and only after the fact (nothing here can
+    stop a decoder that does not return); a plain task bounds its time itself (``DecodeLimits``)."""
+    if workers > 0:
+        with WorkerPool(fn, workers, timeout) as pool:
+            yield from pool.imap_unordered(tasks)
+        return
+    for task in tasks:
+        yield from _here(fn, task, timeout)
+
+
+def _here(fn: Callable[[Any], Any], task, timeout: float | None) -> Iterator[tuple[Any, Any]]:
+    try:
+        result = fn(task)
+        if isinstance(result, Generator):
+            items = result
+            while True:
+                began = time.monotonic()
+                try:
+                    item = next(items)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                if timeout is not None and time.monotonic() - began > timeout:
+                    items.close()
+                    yield task, TaskFailure("Timeout", f"no result after {timeout:g} s")
+                    return
+                yield task, Partial(item)
+    except Exception as exc:  # noqa: BLE001 - one task's failure is that task's record, as in the workers
+        yield task, TaskFailure(type(exc).__name__, str(exc) or repr(exc))
+        return
+    yield task, result
 
 
 def load_all(
@@ -161,27 +216,14 @@ def load_all(
     preprocess_config: PreprocessConfig,
     workers: int,
     timeout: float | None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
 ) -> Iterator[VideoViews | VideoFailure]:
-    """Each path's views, or its failure: the same outcome in this process as in a worker, where anything that
-    goes wrong with one file (a decoder error, an exception from PyAV itself) becomes that file's record."""
-    if workers <= 0:
-        limits = DecodeLimits(timeout_s=timeout)
-        for path in paths:
-            try:
-                yield load_views(str(path), views, preprocess_config, limits)
-            except Exception as exc:  # noqa: BLE001 - one file's failure is that file's record, as in the workers
-                yield _failure(str(path), type(exc).__name__, str(exc) or repr(exc))
-        return
-    from .pool import TaskFailure, WorkerPool
-
-    unlimited = DecodeLimits(timeout_s=None)  # the pool enforces the timeout
-    tasks = ((str(path), views, preprocess_config, unlimited) for path in paths)
-    with WorkerPool(_load_task, workers, timeout) as pool:
-        for task, outcome in pool.imap_unordered(tasks):
-            if isinstance(outcome, TaskFailure):
-                yield _failure(task[0], outcome.error, outcome.message)
-            else:
-                yield outcome
+    """Each path's views, or its failure: the same outcome in this process as in a worker."""
+    # in worker processes the pool enforces the timeout, here the decoder's deadline does
+    limits = DecodeLimits(timeout_s=None if workers > 0 else timeout, max_memory=max_memory)
+    tasks = ((str(path), views, preprocess_config, limits) for path in paths)
+    for task, outcome in outcomes(_load_task, tasks, workers, timeout):
+        yield failure(task[0], outcome) if isinstance(outcome, TaskFailure) else outcome
 
 
 def record_all(
@@ -192,8 +234,8 @@ def record_all(
     output: str,
     observer: Observer | None = None,
 ) -> BatchSummary:
-    """Write to ``sink`` the records of every path it does not hold yet (``sink.done``), each as it finishes;
-    ``records`` turns those paths into their records (``run``, or another engine's). The summary names ``output``."""
+    """Run every path the ``sink`` does not hold yet (``sink.done``) through ``records`` (paths -> one record each,
+    ``run`` for instance) and write each record to it as it finishes; the summary names ``output``."""
     observer = observer or Observer()
     todo = [p for p in paths if p not in sink.done]
     failed_before = len(sink.failed.intersection(paths))

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import OutputError
-from ..results import ClipFrames, ModelInfo, VideoEmbedding, VideoFailure
+from ..results import ClipFrames, ModelInfo, VideoEmbedding, VideoFailure, path_fields, path_from_fields
 from .atomic import atomic_file, reporting
 from .records import ENCODING_ERRORS, JsonlRecords, RecordSink, by_extension, has_content, json_line
 
@@ -35,9 +35,10 @@ def _metadata(embeddings: Sequence[VideoEmbedding], failures: Sequence[VideoFail
     """What every embedding format stores beside the array, as JSON: which weights and pooling, which row is which
     video and which frames it was built from, and the videos that failed (they have no row).
 
-    The weights are those of the first row: one run, or one resumed journal, holds a single model.
-    ASCII-escaped because safetensors and parquet keep metadata as strict UTF-8, which an undecodable file name
-    would break; every JSON reader undoes the escapes.
+    The weights are those of the first row: one run, or one resumed journal, holds a single model. Names that are
+    not UTF-8 are given as results.path_fields gives them (safetensors and parquet keep metadata as strict UTF-8,
+    and Rust's serde_json refuses the lone surrogates of an escaped name); ASCII-escaped all the same, which every
+    JSON reader undoes.
     """
     first = embeddings[0] if embeddings else None
     return json.dumps(
@@ -46,7 +47,7 @@ def _metadata(embeddings: Sequence[VideoEmbedding], failures: Sequence[VideoFail
             "model": first.model.to_dict() if first else None,
             "pool": first.pool if first else None,
             "videos": [
-                {"path": e.path, "clips": [c.to_dict() for c in e.clips], "warnings": list(e.warnings)}
+                {**path_fields(e.path), "clips": [c.to_dict() for c in e.clips], "warnings": list(e.warnings)}
                 for e in embeddings
             ],
             "failures": [f.to_dict() for f in failures],
@@ -54,20 +55,32 @@ def _metadata(embeddings: Sequence[VideoEmbedding], failures: Sequence[VideoFail
     )
 
 
-def _embedding(path: str, vector: np.ndarray, pool: str, model: dict, video: dict) -> VideoEmbedding:
+def _embedding(vector: np.ndarray, pool: str, model: dict, video: dict) -> VideoEmbedding:
+    """A VideoEmbedding from a stored video entry: its path fields, clips and warnings."""
     clips = tuple(ClipFrames(tuple(c["indices"]), tuple(c["timestamps"]), c["padded"]) for c in video["clips"])
+    path = path_from_fields(video)
     return VideoEmbedding(path, vector, pool, clips, ModelInfo(**model), tuple(video.get("warnings", ())))
+
+
+def _failure(stored: dict) -> VideoFailure:
+    return VideoFailure(path_from_fields(stored), stored["error"], stored["message"])
 
 
 def _from_metadata(matrix: np.ndarray, metadata: str) -> tuple[list[VideoEmbedding], list[VideoFailure]]:
     """Rows and failures back from an array and the metadata ``_metadata`` wrote beside it."""
     meta = json.loads(metadata)
     embeddings = [
-        _embedding(video["path"], np.asarray(matrix[i], dtype=np.float32), meta["pool"], meta["model"], video)
+        _embedding(np.asarray(matrix[i], dtype=np.float32), meta["pool"], meta["model"], video)
         for i, video in enumerate(meta["videos"])
     ]
-    failures = [VideoFailure(f["path"], f["error"], f["message"]) for f in meta["failures"]]
+    failures = [_failure(f) for f in meta["failures"]]
     return embeddings, failures
+
+
+def _exact_name(path: str) -> bytes | None:
+    """The bytes of a name that is not UTF-8; None for one that is (its ``path`` says it all)."""
+    named = path_fields(path)
+    return base64.b64decode(named["path_bytes"]) if "path_bytes" in named else None
 
 
 class NpyWriter:
@@ -99,7 +112,7 @@ class NpzWriter:
             np.savez(
                 f,
                 embeddings=_matrix(embeddings),
-                paths=np.array([e.path for e in embeddings], dtype=np.str_),
+                paths=np.array([path_fields(e.path)["path"] for e in embeddings], dtype=np.str_),
                 metadata=np.array(_metadata(embeddings, failures)),
             )
 
@@ -154,7 +167,9 @@ class ParquetWriter:
         clips = [[c.to_dict() for c in e.clips] for e in embeddings]
         table = pa.table(
             {
-                "path": pa.array([e.path for e in embeddings], pa.string()),
+                "path": pa.array([path_fields(e.path)["path"] for e in embeddings], pa.string()),
+                # the exact bytes of a name that is not UTF-8 (parquet's strings must be UTF-8), else null
+                "path_bytes": pa.array([_exact_name(e.path) for e in embeddings], pa.binary()),
                 "embedding": embedding_column,
                 "model": pa.array([e.model.name for e in embeddings], pa.string()),
                 "revision": pa.array([e.model.revision for e in embeddings], pa.string()),
@@ -191,10 +206,10 @@ class JsonlEmbeddingWriter:
         for line in path.read_bytes().splitlines():
             obj = json.loads(line.decode("utf-8", ENCODING_ERRORS))
             if obj["status"] == "error":
-                failures.append(VideoFailure(obj["path"], obj["error"], obj["message"]))
+                failures.append(_failure(obj))
             else:
                 vector = np.array(obj["vector"], dtype=np.float32)
-                embeddings.append(_embedding(obj["path"], vector, obj["pool"], obj["model"], obj))
+                embeddings.append(_embedding(vector, obj["pool"], obj["model"], obj))
         return embeddings, failures
 
 
@@ -234,7 +249,7 @@ class _JournalRecords(JsonlRecords):
         vector = np.asarray(record.vector, dtype="<f4").tobytes()
         return json_line(
             {
-                "path": record.path,
+                **path_fields(record.path),
                 "status": record.status,
                 "pool": record.pool,
                 "model": record.model.to_dict(),
@@ -259,9 +274,9 @@ class _JournalRecords(JsonlRecords):
     def decode(line: bytes) -> VideoEmbedding | VideoFailure:
         obj = json.loads(line.decode("utf-8", ENCODING_ERRORS))
         if obj["status"] == "error":
-            return VideoFailure(obj["path"], obj["error"], obj["message"])
+            return _failure(obj)
         vector = np.frombuffer(base64.b64decode(obj["vector_f32le_b64"]), dtype="<f4").astype(np.float32)
-        return _embedding(obj["path"], vector, obj["pool"], obj["model"], obj)
+        return _embedding(vector, obj["pool"], obj["model"], obj)
 
 
 class EmbeddingJournal:

@@ -21,11 +21,12 @@ from typing import TextIO
 
 from .. import __version__
 from ..errors import OutputError, UsageError
-from ..results import VideoFailure, VideoResult
+from ..results import Timeline, VideoFailure, VideoResult, path_fields, path_from_fields, readable
 from .atomic import atomic_file, lock_file, reporting
 
-# A path is the str the file system gave; on POSIX an undecodable name carries lone surrogates (os.fsdecode), which
-# "surrogateescape" writes back as the name's own bytes instead of failing in the middle of a batch.
+# Outputs are valid UTF-8: a name that is not UTF-8 is written as results.path_fields says, and any other text with
+# lone surrogates (os.fsdecode's stand-ins for undecodable bytes) shows U+FFFD. Reading keeps those bytes as
+# surrogates, so that files older versions wrote with raw bytes in their names still resume.
 ENCODING_ERRORS = "surrogateescape"
 
 # flush() after every record is what survives kill -9 and Ctrl-C: the bytes are in the kernel. fsync() adds survival
@@ -39,7 +40,7 @@ def has_content(path: Path) -> bool:
 
 
 def json_line(obj: dict) -> bytes:
-    return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8", ENCODING_ERRORS)
+    return (readable(json.dumps(obj, ensure_ascii=False)) + "\n").encode("utf-8")
 
 
 def by_extension(path: Path, choices: dict, what: str):
@@ -81,14 +82,22 @@ def _result_identity(model: str, revision: str | None, predictions: int) -> dict
     return {"model": model, "revision": revision, "predictions": predictions}
 
 
-def _record_identity(record: VideoResult | VideoFailure) -> dict | None:
+def _timeline_identity(model: str, revision: str | None, settings: dict, windows: bool) -> dict:
+    # A timeline's settings say where its windows were and how they became segments; with or without its windows,
+    # a record is another kind of record.
+    return {"model": model, "revision": revision, "timeline": settings, "windows": windows}
+
+
+def _record_identity(record: VideoResult | Timeline | VideoFailure) -> dict | None:
     if isinstance(record, VideoFailure):
         return None
+    if isinstance(record, Timeline):
+        return _timeline_identity(record.model.name, record.model.revision, record.settings, record.windows is not None)
     return _result_identity(record.model.name, record.model.revision, len(record.predictions))
 
 
 class JsonlRecords:
-    """One JSON object per line: the ``to_dict()`` of each VideoResult or VideoFailure."""
+    """One JSON object per line: the ``to_dict()`` of each VideoResult, Timeline or VideoFailure."""
 
     extension = ".jsonl"
 
@@ -101,7 +110,10 @@ class JsonlRecords:
     identity = staticmethod(_record_identity)
 
     def stored_identity(self, obj: dict) -> dict:
-        return _result_identity(obj["model"]["name"], obj["model"]["revision"], len(obj["predictions"]))
+        model = obj["model"]
+        if "segments" in obj:
+            return _timeline_identity(model["name"], model["revision"], obj["settings"], "windows" in obj)
+        return _result_identity(model["name"], model["revision"], len(obj["predictions"]))
 
     def read(self, data: bytes) -> _Scan:
         records, start = [], 0
@@ -112,7 +124,7 @@ class JsonlRecords:
                 obj = json.loads(data[start:end].decode("utf-8", ENCODING_ERRORS))
                 failed = _failed(obj["status"])
                 identity = None if failed else self.stored_identity(obj)
-                records.append(_Stored(obj["path"], failed, identity, start, end + 1))
+                records.append(_Stored(path_from_fields(obj), failed, identity, start, end + 1))
             except (ValueError, KeyError, TypeError) as e:
                 raise ValueError(f"line {len(records) + 1} is not a tsf record ({e!r})") from e
             start = end + 1
@@ -127,42 +139,51 @@ def _failed(status: str) -> bool:
 
 class CsvRecords:
     """One row per video: path, status, label_1, prob_1 ... label_k, prob_k, error, message, warnings (joined by
-    "; "), model, revision.
+    "; "), model, revision, path_bytes (base64 of a name that is not UTF-8, else empty: see results.path_fields).
 
     The header fixes k, so a file can only be resumed with the top-k it was written with. Probabilities are written as
-    Python's repr of the float, which reads back to the same value.
+    Python's repr of the float, which reads back to the same value. A file written before the path_bytes column is
+    continued in its own columns, names that are not UTF-8 as their raw bytes as it has them, so that resuming it
+    still matches them.
     """
 
     extension = ".csv"
 
+    def __init__(self):
+        self.path_bytes = True  # False while continuing a file written without the column
+
     @staticmethod
-    def columns(top_k: int) -> list[str]:
+    def columns(top_k: int, path_bytes: bool = True) -> list[str]:
         ranked = [f"{name}_{rank}" for rank in range(1, top_k + 1) for name in ("label", "prob")]
-        return ["path", "status", *ranked, "error", "message", "warnings", "model", "revision"]
+        exact = ["path_bytes"] if path_bytes else []
+        return ["path", "status", *ranked, "error", "message", "warnings", "model", "revision", *exact]
 
     def header(self, top_k: int | None) -> bytes:
-        return self._row(self.columns(top_k))
+        return self._row(self.columns(top_k, self.path_bytes))
 
     def encode(self, record, top_k: int | None) -> bytes:
+        named = path_fields(record.path) if self.path_bytes else {"path": record.path}
+        exact = [named.get("path_bytes", "")] if self.path_bytes else []
         if isinstance(record, VideoFailure):
-            return self._row(
-                [record.path, record.status, *[""] * (2 * top_k), record.error, record.message, "", "", ""]
-            )
+            failed = [record.status, *[""] * (2 * top_k), record.error, record.message, "", "", ""]
+            return self._row([named["path"], *failed, *exact])
         if len(record.predictions) > top_k:
             raise ValueError(f"{record.path}: {len(record.predictions)} predictions do not fit columns for top {top_k}")
         ranked = [cell for p in record.predictions for cell in (p.label, p.probability)]
         ranked += [""] * (2 * top_k - len(ranked))
         model = record.model
         warnings = "; ".join(record.warnings)
-        return self._row([record.path, record.status, *ranked, "", "", warnings, model.name, model.revision or ""])
+        cells = [named["path"], record.status, *ranked, "", "", warnings, model.name, model.revision or ""]
+        return self._row([*cells, *exact])
 
     identity = staticmethod(_record_identity)
 
-    @staticmethod
-    def _row(cells: list) -> bytes:
+    def _row(self, cells: list) -> bytes:
         text = io.StringIO()
         csv.writer(text).writerow(cells)  # QUOTE_MINIMAL: commas, quotes, \r and \n inside cells are quoted
-        return text.getvalue().encode("utf-8", ENCODING_ERRORS)
+        if self.path_bytes:
+            return readable(text.getvalue()).encode("utf-8")
+        return text.getvalue().encode("utf-8", ENCODING_ERRORS)  # as the file's older columns have it
 
     def read(self, data: bytes) -> _Scan:
         lines = _Lines(data)
@@ -182,18 +203,22 @@ class CsvRecords:
                 top_k = self._top_k_of(row)
                 header_end = lines.pos
                 continue
-            if len(row) != len(self.columns(top_k)):
-                raise ValueError(f"line {rows.line_num} has {len(row)} cells, not {len(self.columns(top_k))}")
+            width = len(self.columns(top_k, self.path_bytes))
+            if len(row) != width:
+                raise ValueError(f"line {rows.line_num} has {len(row)} cells, not {width}")
             failed = _failed(row[1])
             labels = [label for label in row[2 : 2 + 2 * top_k : 2] if label]
-            identity = None if failed else _result_identity(row[-2], row[-1] or None, len(labels))
-            records.append(_Stored(row[0], failed, identity, start, lines.pos))
+            model, revision = row[5 + 2 * top_k], row[6 + 2 * top_k]
+            identity = None if failed else _result_identity(model, revision or None, len(labels))
+            path = path_from_fields({"path": row[0], "path_bytes": row[-1] if self.path_bytes else ""})
+            records.append(_Stored(path, failed, identity, start, lines.pos))
         valid_end = records[-1].end if records else header_end
         return _Scan(data, header_end, records, valid_end, top_k)
 
     def _top_k_of(self, header: list[str]) -> int:
-        top_k, odd = divmod(len(header) - len(self.columns(0)), 2)
-        if odd or top_k < 0 or header != self.columns(top_k):
+        self.path_bytes = header[-1:] == ["path_bytes"]
+        top_k, odd = divmod(len(header) - len(self.columns(0, self.path_bytes)), 2)
+        if odd or top_k < 0 or header != self.columns(top_k, self.path_bytes):
             if header[-4:] == ["error", "message", "model", "revision"]:
                 raise ValueError(
                     "it was written by an earlier tsf (no warnings column): start it again with --overwrite"
@@ -374,6 +399,10 @@ class RecordSink:
 
 
 def _describe(identity: dict) -> str:
+    if "timeline" in identity:
+        settings = ", ".join(f"{key} {value}" for key, value in identity["timeline"].items())
+        kept = "with" if identity["windows"] else "without"
+        return f"timelines of model {identity['model']}, revision {identity['revision']} ({settings}; {kept} windows)"
     return ", ".join(f"{key} {value}" for key, value in identity.items())
 
 

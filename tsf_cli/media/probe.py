@@ -56,7 +56,7 @@ def probe(path, *, count_frames: bool = True, limits: DecodeLimits = DecodeLimit
             tallies = {s.index: _Tally() for s in streams}
             video = [s for s in streams if s.type == "video" and s.codec_context is not None]
             for s in video:
-                s.codec_context.thread_type = "AUTO"
+                s.codec_context.thread_count = 1  # one frame is all it decodes: no other thread's frames to pay for
                 s.codec_context.options = {**s.codec_context.options, "max_pixels": str(limits.max_pixels)}
             waiting_first_frame = {s.index for s in video}
             for packet in container.demux(streams):

@@ -41,9 +41,13 @@ def _window_start(clip_len: int, frame_sample_rate: int, seg_len: int, rng) -> i
 
 def _window(clip_len: int, frame_sample_rate: int, start_idx: int) -> np.ndarray:
     """The docs' spacing: ``clip_len`` points from the window's start to its end, the last pulled inside it."""
-    end_idx = start_idx + int(clip_len * frame_sample_rate)
-    indices = np.linspace(start_idx, end_idx, num=clip_len)
-    return np.clip(indices, start_idx, end_idx - 1).astype(np.int64)
+    return _spaced(clip_len, int(clip_len * frame_sample_rate), start_idx)
+
+
+def _spaced(length: int, span: int, first: int) -> np.ndarray:
+    """``length`` points spread over the ``span`` frames from ``first`` as the docs' sampler spreads them."""
+    end = first + span
+    return np.clip(np.linspace(first, end, num=length), first, end - 1).astype(np.int64)
 
 
 def plan_clips(
@@ -77,6 +81,40 @@ def plan_clips(
     # segments: length equal segments; clip k takes the point (k + 0.5) / clips of the way through each.
     tick = num_frames / length
     return [(np.floor(tick * (np.arange(length) + (k + 0.5) / clips)).astype(np.int64), 0) for k in range(clips)]
+
+
+def plan_window(
+    times: np.ndarray, start: float, end: float, length: int, sampling: str, fps: float | None = None
+) -> np.ndarray:
+    """The ``length`` frame indices one clip takes from the window [start, end) seconds of a video whose frame i shows
+    from ``times[i]`` (ascending, from 0), as ``plan_clips`` would take them from a video that were only this window:
+
+      - ``uniform``: evenly spaced from the frame showing at ``start`` to the last one before ``end``;
+      - ``segments``: the middle frame of each of ``length`` equal parts of those frames;
+      - ``stride``: spaced as ``sample_frame_indices`` spaces them over the window, counted in frames at ``fps``: a
+        window of ``length * stride / fps`` seconds gets exactly the stride.
+
+    A window holding fewer frames than ``length`` repeats frames, spread over it.
+    """
+    eps = 1e-6
+    first = _showing(times, start + eps)
+    last = max(first, _showing(times, end - eps))
+    if sampling == "uniform":
+        return np.floor(np.linspace(first, last, length) + 0.5).astype(np.int64)
+    if sampling == "segments":
+        tick = (last - first + 1) / length
+        return first + np.floor(tick * (np.arange(length) + 0.5)).astype(np.int64)
+    if sampling != "stride":
+        raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+    if fps is None or fps <= 0:
+        raise ValueError(f"stride sampling of a window counts frames at a frame rate; got {fps}")
+    virtual = _spaced(length, max(1, round((end - start) * fps)), int(math.ceil(start * fps - eps)))
+    return np.maximum(np.searchsorted(times, virtual / fps + eps, side="right") - 1, 0)
+
+
+def _showing(times: np.ndarray, t: float) -> int:
+    """The frame on screen at ``t`` seconds: the last one starting at or before it."""
+    return max(int(np.searchsorted(times, t, side="right")) - 1, 0)
 
 
 def _plan_stride(num_frames, times, length, clips, rate, target_fps, start, seed) -> list[tuple[np.ndarray, int]]:

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DatasetError, VideoError
 from ..inference.views import Augment, ViewOptions, load_views
+from ..media.limits import DecodeLimits
 from ..results import VideoFailure
 
 VIDEO_SUFFIXES = frozenset(
@@ -99,11 +100,19 @@ class VideoDataset(Dataset):
     one ``tsf classify`` would take.
     """
 
-    def __init__(self, paths: Sequence[str], views: ViewOptions, preprocess_config, augment: Augment | None = None):
+    def __init__(
+        self,
+        paths: Sequence[str],
+        views: ViewOptions,
+        preprocess_config,
+        augment: Augment | None = None,
+        limits: DecodeLimits = DecodeLimits(),
+    ):
         self.paths = list(paths)
         self.views = views
         self.preprocess_config = preprocess_config
         self.augment = augment
+        self.limits = limits
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -112,7 +121,7 @@ class VideoDataset(Dataset):
         index, seed = item
         path = self.paths[index]
         try:
-            views = load_views(path, self.views, self.preprocess_config, augment=self.augment, seed=seed)
+            views = load_views(path, self.views, self.preprocess_config, self.limits, self.augment, seed)
         except VideoError as exc:
             return _Item(index, None, VideoFailure(path, type(exc).__name__, str(exc)))
         return _Item(index, torch.from_numpy(views.pixels))

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import DatasetError
 from ..inference.runner import Observer, as_predictor, run
 from ..io.atomic import atomic_file, check_writable, reporting
-from ..media.limits import DEFAULT_TIMEOUT_S
+from ..media.limits import DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT_S
 from ..presets import DEFAULT_MODEL
 from ..results import ModelInfo, VideoFailure
 from .data import list_labelled_videos
@@ -71,6 +71,7 @@ def evaluate(
     batch_size: int = 8,
     workers: int = 2,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    max_memory: int = DEFAULT_MAX_MEMORY,
     frames: int | None = None,
     sampling: str | None = None,
     stride: int | None = None,
@@ -103,7 +104,14 @@ def evaluate(
     k = min(5, len(predictor.labels))
     records = {}
     observer.started(len(paths), len(paths))
-    options = {"top_k": k, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
+    options = {
+        "top_k": k,
+        "batch_size": batch_size,
+        "workers": workers,
+        "timeout": timeout,
+        "strict": strict,
+        "max_memory": max_memory,
+    }
     for record in run(predictor, paths, views, **options):
         records[record.path] = record
         observer.finished(record)

@@ -29,6 +29,7 @@ from ..errors import CheckpointError, DatasetError, OutputError, UsageError
 from ..inference.predictor import load_preprocess_config, resolve_device
 from ..inference.views import Augment, ViewOptions
 from ..io.atomic import atomic_file, check_writable, reporting
+from ..media.limits import DEFAULT_MAX_MEMORY, DecodeLimits
 from ..media.preprocess import normalize, value_table
 from ..model.hub import PREPROCESSOR_NAME, resolve_model
 from ..model.loading import first_line, torch_load
@@ -222,6 +223,7 @@ def train(
     min_crop_scale: float = 0.5,
     flip: bool = False,
     workers: int = 2,
+    max_memory: int = DEFAULT_MAX_MEMORY,
     device: str = "auto",
     mixed_precision: bool = True,
     resume: bool = False,
@@ -236,7 +238,8 @@ def train(
     is the fraction of optimizer steps spent warming up before the cosine decay. ``grad_accum`` batches make one
     optimizer step. On a GPU ``mixed_precision`` runs the forward pass in bf16 (fp16 with loss scaling where bf16
     is missing); on a CPU training is fp32. ``resume`` continues from ``output/training_state.pt`` with the
-    next epoch; a larger ``epochs`` than before extends the run (the rest of the schedule stretches to fit).
+    next epoch; a larger ``epochs`` than before extends the run (the rest of the schedule stretches to fit). A video
+    whose decoding would hold more than ``max_memory`` bytes is skipped and counted, as an unreadable one is.
     ``overwrite`` starts a new run in a folder that holds one. The output folder is checked before any work.
     """
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("grad_accum", grad_accum)):
@@ -274,10 +277,11 @@ def train(
     val_targets = np.array([label2id[v.label] for v in val_videos], dtype=np.int64)
 
     pin = target.type == "cuda"
+    limits = DecodeLimits(max_memory=max_memory)
     augment = Augment(min_crop_scale=min_crop_scale, flip=flip)
     train_sampler = EpochSampler(len(train_videos), seed)
     train_loader = loader(
-        VideoDataset([v.path for v in train_videos], views, preprocess_config, augment),
+        VideoDataset([v.path for v in train_videos], views, preprocess_config, augment, limits),
         train_sampler,
         batch_size,
         workers,
@@ -286,7 +290,7 @@ def train(
     val_loader = None
     if val_videos:
         val_sampler = EpochSampler(len(val_videos), seed, shuffle=False, augment=False)
-        val_dataset = VideoDataset([v.path for v in val_videos], views, preprocess_config)
+        val_dataset = VideoDataset([v.path for v in val_videos], views, preprocess_config, limits=limits)
         val_loader = loader(val_dataset, val_sampler, batch_size, workers, pin)
 
     steps_per_epoch = math.ceil(math.ceil(len(train_videos) / batch_size) / grad_accum)
