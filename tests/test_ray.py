@@ -226,6 +226,34 @@ def test_embeddings_are_the_local_engines(cluster, videos, options, tmp_path):
     assert failures == [str(videos / "corrupt.mp4"), str(videos / "readme.txt")]
 
 
+def _assert_close(got, expected, path="record"):
+    """Equal, except floats within 1e-5 (probabilities, and confidences averaged from them)."""
+    if isinstance(expected, float):
+        assert got == pytest.approx(expected, abs=1e-5), path
+    elif isinstance(expected, dict):
+        assert got.keys() == expected.keys(), path
+        for key in expected:
+            _assert_close(got[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert len(got) == len(expected), path
+        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+            _assert_close(a, b, f"{path}[{i}]")
+    else:
+        assert got == expected, path
+
+
+def test_timelines_are_the_local_engines(cluster, videos, options, tmp_path):
+    long = make_video(tmp_path / "long.mp4", frames=96, fps=24, size=(64, 48))
+    sources = [str(long), str(videos / "v3.mp4"), str(videos / "readme.txt")]
+    timeline = {"timeline": True, "windows": True, "window": 1.0, "hop": 0.5}
+    local = api.batch(sources, tmp_path / "local.jsonl", workers=1, **timeline, **options)
+    summary = api.batch(sources, tmp_path / "ray.jsonl", engine="ray", **timeline, **options)
+    assert (summary.total, summary.failed) == (local.total, local.failed) == (3, 1)
+    local_records, ray_records = _jsonl(tmp_path / "local.jsonl"), _jsonl(tmp_path / "ray.jsonl")
+    assert len(local_records[str(long)]["windows"]) == 7
+    _assert_close(ray_records, local_records)
+
+
 def test_the_command_takes_the_engine(cluster, videos, checkpoint, tmp_path):
     output = tmp_path / "labels.jsonl"
     args = ["batch", videos / "v2.mp4", "-o", output, "--engine", "ray", "-m", checkpoint, "--device", "cpu"]

@@ -236,15 +236,13 @@ def batch(
     long video is not cut short. Only .jsonl holds timelines: a video has any number of segments.
 
     ``engine="ray"`` runs on Ray Data (``pip install "tsf-cli[ray]"``): on a Ray instance started for the run, or
-    on the cluster at ``ray_address`` (``auto``, ``host:port``), with the same records. Its ``output`` may also be
-    a folder (a path ending in ``/``), which gets the records as Parquet files, one per block.
+    on the cluster at ``ray_address`` (``auto``, ``host:port``), with the same records, timelines included. Its
+    ``output`` may also be a folder (a path ending in ``/``), which gets labels as Parquet files, one per block.
     """
     _check_flags(resume, overwrite, retry_failed)
     _check_engine(engine, ray_address)
     if timeline:
         _check_timeline_batch(output, format, clips, start, strict)
-        if engine == "ray":
-            raise UsageError("--timeline runs on the local engine only, not --engine ray")
     elif windows or any(choice is not None for choice in (window, hop, min_probability, smooth)):
         raise UsageError("--windows, --window, --hop, --min-probability and --smooth go with --timeline")
     output = _checked_output(output, engine, resume, retry_failed, stdout_ok=True)
@@ -253,15 +251,7 @@ def batch(
         model, observer, revision, _driver_device(engine, device), dtype, frames, sampling, stride, clips, crops, start
     )
     workers = default_workers() if workers is None else workers
-    if engine == "ray":
-        work = _ray_work(
-            predictor, views, top_k=top_k, batch_size=batch_size, timeout=timeout, strict=strict, max_memory=max_memory
-        )
-        job = _ray_job(model, predictor, revision, device, dtype, work, ray_address)
-        if _is_folder(output):
-            return _ray_record_folder(paths, output, job, resume, overwrite, observer)
-        records = _ray_records(job)
-    elif timeline:
+    if timeline:
         from .inference.timeline import run_timelines, timeline_options
 
         options = timeline_options(
@@ -273,14 +263,33 @@ def batch(
             smooth=DEFAULT_SMOOTH if smooth is None else smooth,
             top_k=top_k,
         )
+        if engine == "ray":
+            from .inference.ray_timeline import TimelineWork, session_timelines
+            from .inference.runner import Observer
+
+            work = TimelineWork(options, views, predictor.preprocess_config, batch_size, timeout, max_memory)
+            job = _ray_job(model, predictor, revision, device, dtype, work, ray_address)
+            timelines = functools.partial(session_timelines, **job, observer=observer or Observer())
+        else:
+
+            def timelines(todo: list[str]):
+                return run_timelines(
+                    predictor, todo, options, views, batch_size=batch_size, workers=workers, timeout=timeout,
+                    max_memory=max_memory, observer=observer,
+                )  # fmt: skip
 
         def records(todo: list[str]):
-            for record in run_timelines(
-                predictor, todo, options, views, batch_size=batch_size, workers=workers, timeout=timeout,
-                max_memory=max_memory, observer=observer,
-            ):  # fmt: skip
+            for record in timelines(todo):
                 yield record if windows or isinstance(record, VideoFailure) else replace(record, windows=None)
 
+    elif engine == "ray":
+        work = _ray_work(
+            predictor, views, top_k=top_k, batch_size=batch_size, timeout=timeout, strict=strict, max_memory=max_memory
+        )
+        job = _ray_job(model, predictor, revision, device, dtype, work, ray_address)
+        if _is_folder(output):
+            return _ray_record_folder(paths, output, job, resume, overwrite, observer)
+        records = _ray_records(job)
     else:
         options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout}
         options |= {"strict": strict, "max_memory": max_memory}

@@ -13,8 +13,7 @@ task forever. So each Ray worker that decodes keeps one decoding process of tsf'
 crash or a hang past ``timeout`` into that file's failure, as on one machine; the Ray task never dies, and Ray's
 retries are left for what they are for (a lost node).
 
-Only this module's callers import it, and only for ``--engine ray``: ``ray`` is imported inside functions, and torch
-only in the model actors (decoding workers never load it).
+Only the API imports this module, and only for ``--engine ray``; ``ray`` is imported inside functions.
 """
 
 from __future__ import annotations
@@ -77,13 +76,14 @@ def _load(task: tuple[Callable, str, ViewOptions, PreprocessConfig, DecodeLimits
     return load(*arguments)
 
 
-_decoding_processes: dict[float | None, WorkerPool] = {}  # per Ray worker process, which Ray reuses across tasks
+_decoding_processes: dict[tuple, WorkerPool] = {}  # per Ray worker process, which Ray reuses across tasks
 
 
-def _decoding_process(timeout: float | None) -> WorkerPool:
-    if timeout not in _decoding_processes:
-        _decoding_processes[timeout] = WorkerPool(_load, 1, timeout)
-    return _decoding_processes[timeout]
+def decoding_process(fn: Callable, timeout: float | None) -> WorkerPool:
+    """This Ray worker's one decoding process for ``fn``: a crash or a hang past ``timeout`` fails only its task."""
+    if (fn, timeout) not in _decoding_processes:
+        _decoding_processes[(fn, timeout)] = WorkerPool(fn, 1, timeout)
+    return _decoding_processes[(fn, timeout)]
 
 
 class Decoder:
@@ -101,7 +101,7 @@ class Decoder:
         # the decoding process enforces the timeout; one FFmpeg thread for the task's one CPU
         limits = DecodeLimits(timeout_s=None, threads=1, max_memory=self.work.max_memory)
         task = (self.load, path, self.work.views, self.work.preprocess_config, limits)
-        ((_, outcome),) = _decoding_process(self.work.timeout).imap_unordered([task])
+        ((_, outcome),) = decoding_process(_load, self.work.timeout).imap_unordered([task])
         if isinstance(outcome, TaskFailure):
             message = outcome.message if path in outcome.message else f"{path}: {outcome.message}"
             return {**self._row(path, self.no_views, (), 0, ()), "error": outcome.error, "message": message}
@@ -169,29 +169,47 @@ class ModelActor:
 def build_dataset(paths: list[str], spec: ModelSpec, work: Work, cluster: Cluster, *, load: Callable = load_views):
     """The lazy Ray Dataset of records (columns ``path`` and ``record``, a JSON record): nothing runs until it is
     read."""
-    import ray
-
-    runtime_env = {"env_vars": cluster.worker_env} if cluster.worker_env else None
-    blocks = min(len(paths), max(1, int(cluster.cpus)) * BLOCKS_PER_CPU)
-    dataset = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
-    dataset = dataset.map(Decoder(work, load), num_cpus=1, memory=DECODE_MEMORY, runtime_env=runtime_env)
-    if spec.device == "cuda":
-        compute, resources = ray.data.ActorPoolStrategy(size=max(1, int(cluster.gpus))), {"num_gpus": 1}
-    else:
-        # The model dominates a video's cost on a CPU: Ray Data adds actors (up to all CPUs but one) while decoded
-        # rows wait for them. A one-CPU instance keeps its CPU for decoding, or nothing would ever be decoded.
-        most = max(1, int(cluster.cpus) - 1)
-        compute = ray.data.ActorPoolStrategy(min_size=1, max_size=most)
-        resources = {"num_cpus": 1 if cluster.cpus >= 2 else 0}
+    dataset = input_dataset(paths, cluster)
+    dataset = dataset.map(Decoder(work, load), **decode_resources(cluster))
     return dataset.map_batches(
         ModelActor,
         fn_constructor_kwargs={"spec": spec, "work": work},
         batch_size=work.batch_size,
         batch_format="numpy",
-        compute=compute,
-        runtime_env=runtime_env,
-        **resources,
+        **model_resources(spec, cluster),
     )
+
+
+def input_dataset(paths: list[str], cluster: Cluster):
+    """The paths as a dataset of rows ``{"path": ...}``, in blocks (see BLOCKS_PER_CPU)."""
+    import ray
+
+    blocks = min(len(paths), max(1, int(cluster.cpus)) * BLOCKS_PER_CPU)
+    return ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
+
+
+def decode_resources(cluster: Cluster) -> dict:
+    """What each decode task asks of Ray: a CPU, its memory (DECODE_MEMORY), and the environment it may lack."""
+    return {"num_cpus": 1, "memory": DECODE_MEMORY, "runtime_env": _runtime_env(cluster)}
+
+
+def model_resources(spec: ModelSpec, cluster: Cluster) -> dict:
+    """The model's actor pool: one actor per GPU of the cluster on CUDA, each holding its GPU. On CPUs the model
+    dominates a video's cost, so Ray Data adds actors (up to all CPUs but one) while decoded rows wait for them; a
+    one-CPU instance keeps its CPU for decoding, or nothing would ever be decoded."""
+    import ray
+
+    if spec.device == "cuda":
+        compute, resources = ray.data.ActorPoolStrategy(size=max(1, int(cluster.gpus))), {"num_gpus": 1}
+    else:
+        most = max(1, int(cluster.cpus) - 1)
+        compute = ray.data.ActorPoolStrategy(min_size=1, max_size=most)
+        resources = {"num_cpus": 1 if cluster.cpus >= 2 else 0}
+    return {"compute": compute, "runtime_env": _runtime_env(cluster), **resources}
+
+
+def _runtime_env(cluster: Cluster) -> dict | None:
+    return {"env_vars": cluster.worker_env} if cluster.worker_env else None
 
 
 def run(paths: list[str], spec: ModelSpec, work: Work, cluster: Cluster, *, load: Callable = load_views) -> Iterator:
@@ -219,7 +237,7 @@ def write_parquet(
     dataset = build_dataset(paths, spec, work, cluster, load=load)
     dataset = dataset.map_batches(_as_table, batch_format="pyarrow", batch_size=None, zero_copy_batch=True)
     filesystem, target = portable_filesystem(folder) if is_uri(folder) else (None, folder)
-    remote_args = {"runtime_env": {"env_vars": cluster.worker_env}} if cluster.worker_env else None
+    remote_args = {"runtime_env": _runtime_env(cluster)} if cluster.worker_env else None
     dataset.write_parquet(target, filesystem=filesystem, ray_remote_args=remote_args)
 
 
