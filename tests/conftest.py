@@ -1,4 +1,5 @@
-"""Shared pytest set-up: no network ever, one torch thread, slow and GPU tests skipped unless asked for.
+"""Shared pytest set-up: no network ever, a private tsf cache, one torch thread, slow and GPU tests skipped unless
+asked for.
 
 Fixtures that build things (tiny checkpoints, generated videos) live next to the tests that own them, in the
 ``tests/_*.py`` helper modules, so each test file reads on its own.
@@ -60,3 +61,9 @@ def _offline_hub(monkeypatch, tmp_path_factory):
     monkeypatch.setattr(constants, "HF_HOME", str(home))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture(autouse=True)
+def _private_tsf_cache(monkeypatch, tmp_path_factory):
+    """Every test starts with an empty tsf cache (the ONNX graphs of --runtime onnx), never the user's."""
+    monkeypatch.setenv("TSF_CACHE", str(tmp_path_factory.mktemp("tsf_cache")))

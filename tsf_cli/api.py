@@ -27,21 +27,24 @@ from .errors import UsageError
 from .io.records import write_json_document
 from .media.limits import DEFAULT_TIMEOUT_S
 from .media.sampling import SAMPLINGS
+from .model.onnx_format import EMBEDDING_OUTPUTS, GRAPH_DTYPES, OPSET, config_frames, config_labels
 from .presets import DEFAULT_MODEL, Preset, all_presets
-from .results import BatchSummary, VideoEmbedding, VideoFailure, VideoResult
+from .results import POOLS, BatchSummary, VideoEmbedding, VideoFailure, VideoResult
 
 if TYPE_CHECKING:
-    from .inference.predictor import Predictor
+    from .inference.predictor import BasePredictor
     from .inference.runner import Observer
     from .media.probe import VideoInfo
+    from .model.export import ExportResult
 
 # Loaded on first use; each is the implementation itself, with its own signature and docstring.
 _LAZY = {
     "Predictor": "tsf_cli.inference.predictor",
     "DTYPES": "tsf_cli.inference.predictor",
+    "OnnxPredictor": "tsf_cli.inference.onnx_predictor",
     "Observer": "tsf_cli.inference.runner",
+    "RUNTIMES": "tsf_cli.inference.runner",
     "ViewOptions": "tsf_cli.inference.views",
-    "POOLS": "tsf_cli.model.timesformer",
     "train": "tsf_cli.training.loop",
     "TrainProgress": "tsf_cli.training.loop",
     "TrainResult": "tsf_cli.training.loop",
@@ -53,13 +56,17 @@ _LAZY = {
 
 __all__ = [
     "DEFAULT_MODEL",
+    "GRAPH_DTYPES",
     "MOTIONS",
+    "OPSET",
+    "POOLS",
     "SAMPLINGS",
     "batch",
     "classify",
     "default_workers",
     "embed",
     "embed_files",
+    "export",
     "list_inputs",
     "list_models",
     "load_model",
@@ -79,22 +86,29 @@ def __getattr__(name: str):
 
 
 def load_model(
-    model: str = DEFAULT_MODEL, *, revision: str | None = None, device: str = "auto", dtype: str = "auto"
-) -> Predictor:
-    """Resolve and load a model for inference (a preset name, a folder in the Hugging Face layout, or a hub id)."""
-    from .inference.predictor import Predictor
+    model: str = DEFAULT_MODEL,
+    *,
+    revision: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    runtime: str = "torch",
+) -> BasePredictor:
+    """Resolve and load a model for inference (a preset name, a folder in the Hugging Face layout, or a hub id; with
+    ``runtime="onnx"`` also an .onnx file from ``export``), run by PyTorch (``runtime="torch"``) or ONNX Runtime."""
+    from .inference.runner import as_predictor
 
-    return Predictor(model, revision=revision, device=device, dtype=dtype)
+    return as_predictor(model, runtime=runtime, revision=revision, device=device, dtype=dtype)
 
 
 def classify(
     videos: Sequence[str | os.PathLike],
     *,
-    model: str | Predictor = DEFAULT_MODEL,
+    model: str | BasePredictor = DEFAULT_MODEL,
     top_k: int = 5,
     revision: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
+    runtime: str = "torch",
     frames: int | None = None,
     sampling: str | None = None,
     stride: int | None = None,
@@ -112,9 +126,12 @@ def classify(
     ``frames``, ``sampling``, ``stride``, ``clips``, ``crops`` and ``start`` override the model's own views (None:
     the preset's, or the checkpoint's frame count sampled uniformly). A result carries ``warnings`` where its label
     cannot be trusted (a clip longer than the video, a still image, a damaged file); ``strict`` makes those videos
-    failures instead.
+    failures instead. ``runtime`` "onnx" runs the model through ONNX Runtime (``tsf-cli[onnx]``) on a graph exported
+    from the checkpoint on first use and cached; the records are the same, within 1e-4.
     """
-    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
+    predictor, views = _prepare(
+        model, observer, revision, device, dtype, runtime, frames, sampling, stride, clips, crops, start
+    )
     options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
     return _in_order(videos, predictor, views, options)
 
@@ -122,11 +139,12 @@ def classify(
 def embed(
     videos: Sequence[str | os.PathLike],
     *,
-    model: str | Predictor = DEFAULT_MODEL,
+    model: str | BasePredictor = DEFAULT_MODEL,
     pool: str = "cls",
     revision: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
+    runtime: str = "torch",
     frames: int | None = None,
     sampling: str | None = None,
     stride: int | None = None,
@@ -141,7 +159,9 @@ def embed(
 ) -> list[VideoEmbedding | VideoFailure]:
     """One vector per video, in the order given: the final-norm class token (``pool="cls"``) or the mean of the
     final-norm patch tokens (``"mean"``), averaged over the views."""
-    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
+    predictor, views = _prepare(
+        model, observer, revision, device, dtype, runtime, frames, sampling, stride, clips, crops, start
+    )
     options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
     return _in_order(videos, predictor, views, options)
 
@@ -150,7 +170,7 @@ def batch(
     sources: Sequence[str | os.PathLike],
     output: str | os.PathLike,
     *,
-    model: str | Predictor = DEFAULT_MODEL,
+    model: str | BasePredictor = DEFAULT_MODEL,
     recursive: bool = False,
     resume: bool = False,
     overwrite: bool = False,
@@ -162,6 +182,7 @@ def batch(
     revision: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
+    runtime: str = "torch",
     frames: int | None = None,
     sampling: str | None = None,
     stride: int | None = None,
@@ -190,7 +211,9 @@ def batch(
         output = Path(output)
         check_writable(output)  # before any work, the model's loading included
     paths = list_inputs(sources, recursive=recursive, exclude=[output])
-    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
+    predictor, views = _prepare(
+        model, observer, revision, device, dtype, runtime, frames, sampling, stride, clips, crops, start
+    )
     workers = default_workers() if workers is None else workers
     options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
     sink = open_record_sink(
@@ -204,7 +227,7 @@ def embed_files(
     sources: Sequence[str | os.PathLike],
     output: str | os.PathLike,
     *,
-    model: str | Predictor = DEFAULT_MODEL,
+    model: str | BasePredictor = DEFAULT_MODEL,
     pool: str = "cls",
     recursive: bool = False,
     resume: bool = False,
@@ -216,6 +239,7 @@ def embed_files(
     revision: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
+    runtime: str = "torch",
     frames: int | None = None,
     sampling: str | None = None,
     stride: int | None = None,
@@ -241,21 +265,77 @@ def embed_files(
     check_writable(output)
     side_files = [output, output.with_name(output.name + ".json"), output.with_name(output.name + ".partial.jsonl")]
     paths = list_inputs(sources, recursive=recursive, exclude=side_files)
-    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
+    predictor, views = _prepare(
+        model, observer, revision, device, dtype, runtime, frames, sampling, stride, clips, crops, start
+    )
     workers = default_workers() if workers is None else workers
     options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout, "strict": strict}
     with open_embedding_journal(output, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as journal:
         return record_all(predictor, paths, journal, views, output=str(output), observer=observer, **options)
 
 
-def _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start):
-    """The predictor (loaded unless given) and the views the user's choices make of its defaults."""
-    from .inference.runner import as_predictor
+def export(
+    output: str | os.PathLike,
+    *,
+    model: str = DEFAULT_MODEL,
+    revision: str | None = None,
+    frames: int | None = None,
+    image_size: int | None = None,
+    dtype: str = "fp32",
+    opset: int = OPSET,
+    features: bool = False,
+    pool: str = "cls",
+) -> ExportResult:
+    """Export ``model`` to ``output``, one standalone ONNX file: the classifier (output ``logits``), or with
+    ``features`` the embedding ``tsf embed --pool`` gives (output ``cls_embedding`` or ``mean_embedding``). Labels,
+    preprocessing, frames, size, dtype and versions go into its metadata (``tsf_cli.model.onnx_format``).
 
-    predictor = as_predictor(model, observer, revision=revision, device=device, dtype=dtype)
+    The batch axis is free; ``frames`` and ``image_size`` are fixed, by default the views the model is run with (its
+    preset's frame count, its preprocessing's crop). ``dtype`` fp16 is for GPUs (on a CPU, ONNX Runtime runs it slower
+    than fp32). The graph is compared with the PyTorch model on random inputs before it is written: beyond the
+    tolerance an ExportError says by how much and nothing is written; the result holds the differences.
+    """
+    from .inference.graphs import export_checkpoint, resolve_checkpoint
+    from .inference.predictor import preset_views, read_json_object, read_preprocess_config
+    from .io.atomic import check_writable
+    from .model.hub import resolve_model
+
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+    if dtype not in GRAPH_DTYPES:
+        raise ValueError(f"an ONNX graph is {' or '.join(GRAPH_DTYPES)}, not {dtype!r}")
+    check_writable(output)
+    source, preset = resolve_model(model)
+    if revision is None and preset is not None:
+        revision = preset.revision
+    files = resolve_checkpoint(source, revision=revision)
+    config = read_json_object(files.config, "config")
+    if not features and not config_labels(config):
+        raise UsageError(f"{model} has no classification head: export its embeddings with --features")
+    preprocess = read_preprocess_config(files.preprocessor)
+    crop = preprocess.crop_size if preprocess.do_center_crop else None
+    return export_checkpoint(
+        files,
+        output,
+        frames=frames or preset_views(preset, config_frames(config)).frames,
+        image_size=image_size or crop,
+        dtype=dtype,
+        outputs=(EMBEDDING_OUTPUTS[pool],) if features else ("logits",),
+        opset=opset,
+    )
+
+
+def _prepare(model, observer, revision, device, dtype, runtime, frames, sampling, stride, clips, crops, start):
+    """The predictor (loaded unless given), ready for the views the user's choices make of its defaults."""
+    from .inference.runner import Observer, as_predictor
+
+    observer = observer or Observer()
+    predictor = as_predictor(model, observer, runtime=runtime, revision=revision, device=device, dtype=dtype)
     views = predictor.view_options(
         frames=frames, sampling=sampling, stride=stride, clips=clips, crops=crops, start=start
     )
+    with observer.loading(predictor.info.name):
+        predictor.ready(views)  # the onnx runtime's first run exports its graph here
     return predictor, views
 
 

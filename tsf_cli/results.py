@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# How a video's final-norm tokens become one vector (``VideoEmbedding.pool``): the class token, or the mean of the
+# patch tokens. Here rather than beside the network, so that choosing one never imports torch.
+POOLS = ("cls", "mean")
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -32,6 +36,7 @@ class ModelInfo:
     revision: str | None
     dtype: str
     device: str
+    runtime: str = "torch"  # what ran the model: "torch" (PyTorch) or "onnx" (ONNX Runtime)
 
     def to_dict(self) -> dict:
         return {
@@ -40,6 +45,7 @@ class ModelInfo:
             "revision": self.revision,
             "dtype": self.dtype,
             "device": self.device,
+            "runtime": self.runtime,
         }
 
 

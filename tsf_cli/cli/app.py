@@ -1,5 +1,5 @@
-"""The ``tsf`` command: the commands of ``predict``, ``catalog``, ``training`` and ``demo`` assembled into one Typer
-app, and the boundary where errors become one line and an exit code.
+"""The ``tsf`` command: the commands of ``predict``, ``catalog``, ``training``, ``export`` and ``demo`` assembled into
+one Typer app, and the boundary where errors become one line and an exit code.
 
 Exit codes: 0 success; 1 other known error; 2 bad command line; 3 a video could not be read; 4 model not found;
 5 bad checkpoint; 6 output cannot be written; 7 device unavailable; 8 a batch finished but some inputs failed;
@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import EXIT_INTERRUPTED, EXIT_USAGE, TsfError
-from . import catalog, demo, display, predict, training
+from . import catalog, demo, display, export, predict, training
 
 # Options of the whole program that a user may also put after the command (`tsf classify x.mp4 --debug`).
 ANYWHERE = ("--debug", "--quiet", "-q")
@@ -147,6 +147,7 @@ for name, command in (
     ("info", catalog.info),
     ("train", training.train),
     ("eval", training.evaluate),
+    ("export", export.export),
     ("demo", demo.demo),
 ):
     app.command(name)(reports_errors(command))

@@ -11,7 +11,7 @@ import typer
 
 
 # The choices are spelled out rather than read from the API, which would import torch for `tsf --help`;
-# tests/test_layout.py checks that they are the API's (SAMPLINGS, DTYPES, POOLS).
+# tests/test_layout.py checks that they are the API's (SAMPLINGS, DTYPES, POOLS, RUNTIMES).
 class Sampling(str, Enum):
     uniform = "uniform"
     stride = "stride"
@@ -23,6 +23,11 @@ class DType(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
+
+
+class Runtime(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
 
 
 class Pool(str, Enum):
@@ -47,6 +52,7 @@ ModelOpt = Annotated[
 RevisionOpt = Annotated[str | None, typer.Option(help="Hub revision (branch, tag or commit) to load.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 DTypeOpt = Annotated[DType, typer.Option(help="Compute precision; auto: bf16 where the hardware runs it natively.")]
+RuntimeOpt = Annotated[Runtime, typer.Option(help="torch, or onnx: the model through ONNX Runtime (tsf-cli[onnx]).")]
 FramesOpt = Annotated[int | None, typer.Option(min=1, help="Frames per clip. [default: the model's]")]
 SamplingOpt = Annotated[Sampling | None, typer.Option(help="How frames are chosen. [default: the model's]")]
 StrideOpt = Annotated[int | None, typer.Option(min=1, help="Frame step for --sampling stride.")]
