@@ -129,10 +129,11 @@ class OnnxPredictor(BasePredictor):
         session, graph = self._session(*pixels.shape[1:4])
         if output not in graph.outputs:
             raise UsageError(
-                f"{self.info.source} gives {', '.join(graph.outputs)}, not {output}: export the graph that "
+                f"{self.info.name} gives {', '.join(graph.outputs)}, not {output}: export the graph that "
                 "gives it (tsf export; --features for the embeddings)"
             )
-        values = normalize_array(pixels, self._table).astype(np.float16 if graph.dtype == "fp16" else np.float32)
+        values = normalize_array(pixels, self._table)  # float32, cast for an fp16 graph
+        values = values.astype(np.float16 if graph.dtype == "fp16" else np.float32, copy=False)
         (result,) = session.run([output], {INPUT: values})
         return result.astype(np.float32, copy=False)
 
