@@ -33,7 +33,7 @@ from tsf_cli import api
 from tsf_cli.cli import app
 from tsf_cli.errors import UsageError
 from tsf_cli.inference import graphs, onnx_predictor
-from tsf_cli.inference.onnx_predictor import OnnxPredictor
+from tsf_cli.inference.onnx_predictor import OnnxPredictor, choose_providers
 from tsf_cli.inference.predictor import Predictor
 from tsf_cli.inference.views import load_views
 from tsf_cli.media.preprocess import PreprocessConfig
@@ -380,6 +380,35 @@ def test_a_damaged_cached_graph_is_exported_again(checkpoint, videos, shared_cac
 def _metadata(path: Path) -> dict[str, str]:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.get_modelmeta().custom_metadata_map
+
+
+# --------------------------------------------------------------------------------------------------- the providers
+
+
+class _Installed:
+    """An onnxruntime module as far as choosing providers goes: the providers its package brings."""
+
+    def __init__(self, *providers: str):
+        self.providers = list(providers)
+
+    def get_available_providers(self) -> list[str]:
+        return self.providers
+
+
+def test_the_providers_follow_the_device_and_the_package_installed():
+    cpu, cuda, openvino = "CPUExecutionProvider", "CUDAExecutionProvider", "OpenVINOExecutionProvider"
+    plain, gpu, intel = _Installed(cpu), _Installed(cuda, cpu), _Installed(openvino, cpu)
+    assert choose_providers(plain, "auto") == choose_providers(plain, "cpu") == ("cpu", [cpu])
+    with pytest.warns(UserWarning, match=r"--device cuda:1: this onnxruntime has no CUDA provider"):
+        assert choose_providers(plain, "cuda:1") == ("cpu", [cpu])
+    assert choose_providers(gpu, "auto") == ("cuda:0", [(cuda, {"device_id": 0}), cpu])
+    assert choose_providers(gpu, "cuda:1") == ("cuda:1", [(cuda, {"device_id": 1}), cpu])
+    assert choose_providers(gpu, "cpu") == ("cpu", [cpu])
+    device, providers = choose_providers(intel, "auto")
+    assert device == "cpu" and providers[0][0] == openvino and providers[1] == cpu
+    assert providers[0][1]["precision"] == "FP32"  # bf16 would move probabilities past 1e-4
+    with pytest.raises(UsageError, match="unknown device 'tpu'"):
+        choose_providers(plain, "tpu")
 
 
 # -------------------------------------------------------------------------------------------- without the extras
