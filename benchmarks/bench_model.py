@@ -8,8 +8,9 @@
 
 The engines are callables on pixel values: tsf's model (``ours``), transformers' (``transformers``), and in fp32
 tsf's model exported to ONNX (as ``tsf export`` does, into a temporary folder) and run by ONNX Runtime's CPU provider
-with the session options of ``--runtime onnx`` and as many threads as torch (``onnxruntime``). ONNX Runtime has no
-bf16 on CPUs, so it has no bf16 row.
+with the session options of ``--runtime onnx`` and as many threads as torch (``onnxruntime``); where the
+onnxruntime-openvino package is installed instead of onnxruntime, also through its OpenVINO provider in fp32
+(``ort+openvino``). ONNX Runtime's CPU provider has no bf16, so there are no bf16 rows for them.
 
 On a machine shared with other work, two-thread timings suffer most: each operator waits at its closing barrier for
 whichever thread the scheduler delayed, so time grows with the operator count rather than the work. The load average
@@ -94,8 +95,10 @@ def plain(model, pixels):
         return model(pixels)
 
 
-def onnx_engine(model, folder: Path, threads: int):
-    """tsf's model exported to ONNX and run by ONNX Runtime as ``--runtime onnx`` runs it; None without the extra."""
+def onnx_engines(model, folder: Path, threads: int) -> dict:
+    """tsf's model exported to ONNX and run by ONNX Runtime as ``--runtime onnx`` runs it (``onnxruntime``), and where
+    the onnxruntime-openvino package stands in for onnxruntime, by its OpenVINO provider in fp32 (``ort+openvino``);
+    none without the extra."""
     try:
         import onnxruntime
 
@@ -103,17 +106,26 @@ def onnx_engine(model, folder: Path, threads: int):
         from tsf_cli.model.export import export_onnx
     except ImportError as exc:
         print(f"no onnxruntime engine: {exc} (pip install 'tsf-cli[onnx]')")
-        return None
+        return {}
     started = time.perf_counter()
     result = export_onnx(model, folder / "model.onnx")
-    options = _session_options(onnxruntime)
-    options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    providers = {"onnxruntime": ["CPUExecutionProvider"]}
+    if "OpenVINOExecutionProvider" in onnxruntime.get_available_providers():
+        openvino = {"device_type": "CPU", "precision": "FP32", "num_of_threads": str(threads)}
+        providers["ort+openvino"] = [("OpenVINOExecutionProvider", openvino)]
+    engines = {}
+    for name, chosen in providers.items():
+        options = _session_options(onnxruntime)
+        options.intra_op_num_threads = threads
+        session = onnxruntime.InferenceSession(str(folder / "model.onnx"), options, providers=chosen)
+        engines[name] = lambda pixels, session=session: torch.from_numpy(
+            session.run(["logits"], {"pixel_values": pixels.numpy()})[0]
+        )
     print(
         f"onnxruntime {onnxruntime.__version__}: exported and opened in {time.perf_counter() - started:.0f} s, "
         f"{result.size_bytes / 2**20:.0f} MB, max abs difference {result.differences['logits']:.1e}"
     )
-    return lambda pixels: torch.from_numpy(session.run(["logits"], {"pixel_values": pixels.numpy()})[0])
+    return engines
 
 
 def main() -> None:
@@ -140,7 +152,7 @@ def main() -> None:
     )
     ours_fp32, theirs_fp32 = build(args.seed)
     onnx_folder = tempfile.TemporaryDirectory(prefix="tsf-bench-onnx-")  # a base graph is 440 MB: never kept
-    onnx = None if args.no_onnx else onnx_engine(ours_fp32, Path(onnx_folder.name), torch.get_num_threads())
+    onnx = {} if args.no_onnx else onnx_engines(ours_fp32, Path(onnx_folder.name), torch.get_num_threads())
     generator = torch.Generator().manual_seed(args.seed)
     inputs = {b: torch.randn(b, 8, 3, 224, 224, generator=generator) for b in args.batches}
     top1: dict[str, dict[str, list[torch.Tensor]]] = {}
@@ -161,8 +173,8 @@ def main() -> None:
         }
         if args.no_fast_kernels:
             engines["ours, plain"] = lambda pixels, ours=ours: plain(ours, pixels).logits
-        if dtype_name == "fp32" and onnx is not None:
-            engines["onnxruntime"] = onnx
+        if dtype_name == "fp32":
+            engines.update(onnx)
         for batch in args.batches:
             pixels = inputs[batch].to(dtype)
             times: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
@@ -197,10 +209,10 @@ def main() -> None:
                 if dtype_name != "fp32":
                     same = (torch.cat(classes) == reference).sum().item()
                     print(f"top-1 {dtype_name} = fp32 ({name}): {same}/{reference.numel()} clips")
-    if "onnxruntime" in top1:
+    for name in onnx:
         reference = torch.cat(top1["ours"]["fp32"])
-        same = (torch.cat(top1["onnxruntime"]["fp32"]) == reference).sum().item()
-        print(f"top-1 onnxruntime = ours in fp32: {same}/{reference.numel()} clips")
+        same = (torch.cat(top1[name]["fp32"]) == reference).sum().item()
+        print(f"top-1 {name} = ours in fp32: {same}/{reference.numel()} clips")
 
 
 if __name__ == "__main__":
