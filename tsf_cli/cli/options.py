@@ -25,11 +25,6 @@ class DType(str, Enum):
     fp16 = "fp16"
 
 
-class Runtime(str, Enum):
-    torch = "torch"
-    onnx = "onnx"
-
-
 class Pool(str, Enum):
     cls = "cls"
     mean = "mean"
@@ -38,6 +33,11 @@ class Pool(str, Enum):
 class RecordFormat(str, Enum):
     jsonl = "jsonl"
     csv = "csv"
+
+
+class Runtime(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
 
 
 def value(choice: Enum | None):
@@ -52,7 +52,6 @@ ModelOpt = Annotated[
 RevisionOpt = Annotated[str | None, typer.Option(help="Hub revision (branch, tag or commit) to load.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 DTypeOpt = Annotated[DType, typer.Option(help="Compute precision; auto: bf16 where the hardware runs it natively.")]
-RuntimeOpt = Annotated[Runtime, typer.Option(help="torch, or onnx: the model through ONNX Runtime (tsf-cli[onnx]).")]
 FramesOpt = Annotated[int | None, typer.Option(min=1, help="Frames per clip. [default: the model's]")]
 SamplingOpt = Annotated[Sampling | None, typer.Option(help="How frames are chosen. [default: the model's]")]
 StrideOpt = Annotated[int | None, typer.Option(min=1, help="Frame step for --sampling stride.")]
@@ -64,6 +63,7 @@ CropsOpt = Annotated[int | None, typer.Option(min=1, max=3, help="Spatial crops 
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Videos per model batch.")]
 WorkersOpt = Annotated[int | None, typer.Option(min=0, help="Decoding processes (0: decode in this process).")]
 TimeoutOpt = Annotated[float, typer.Option(min=1, help="Seconds one video may take to decode before it fails.")]
+RuntimeOpt = Annotated[Runtime, typer.Option(help="torch, or onnx: the model through ONNX Runtime (tsf-cli[onnx]).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout instead of tables.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Fail the videos whose results would carry warnings (padded, still, damaged).")
