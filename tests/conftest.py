@@ -1,5 +1,6 @@
-"""Shared pytest set-up: no network ever, one torch thread, slow and GPU tests skipped unless asked for, and the
-fixtures several test files share (a tiny classifier, a tiny labelled set and a base to train from scratch).
+"""Shared pytest set-up: no network ever, a private tsf cache, one torch thread, slow and GPU tests skipped unless
+asked for, and the fixtures several test files share (a tiny classifier, a tiny labelled set and a base to train from
+scratch).
 
 What those fixtures build comes from the ``tests/_*.py`` helper modules (tiny checkpoints, generated videos), which
 test files also call directly for anything of their own.
@@ -84,3 +85,9 @@ def dataset(tmp_path_factory) -> Path:
 def base(tmp_path_factory) -> Path:
     """config.json and preprocessor_config.json only: the architecture to train from scratch."""
     return make_base(tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture(autouse=True)
+def _private_tsf_cache(monkeypatch, tmp_path_factory):
+    """Every test starts with an empty tsf cache (the ONNX graphs of --runtime onnx), never the user's."""
+    monkeypatch.setenv("TSF_CACHE", str(tmp_path_factory.mktemp("tsf_cache")))

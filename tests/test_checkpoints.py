@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -64,6 +65,9 @@ def cached_repo(tmp_path, hub_cache):
 def test_save_then_load_gives_the_same_model(tmp_path):
     model = save_tiny_checkpoint(tmp_path)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["config.json", "model.safetensors"]  # no temp files
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {0o666 & ~umask}  # a team can read the model
     loaded = TimesformerForVideoClassification.from_pretrained(tmp_path)
     assert not loaded.training and loaded.dtype == torch.float32
     assert all(p.requires_grad and isinstance(p, torch.nn.Parameter) for p in loaded.parameters())

@@ -73,6 +73,7 @@ def test_classify_json_holds_model_frames_and_probabilities(checkpoint, videos):
         "revision": None,
         "dtype": "fp32",
         "device": "cpu",
+        "runtime": "torch",
     }
     assert video["clips"][0]["indices"] == [0, 13, 26, 39]  # 4 frames spread over 40: the tiny config's frames
     assert video["clips"][0]["timestamps"][-1] == pytest.approx(39 / 24, abs=1e-6)

@@ -18,7 +18,7 @@ ALLOWED = {
     "presets": set(),
     "io": {"errors", "results"},
     "media": {"errors", "io"},
-    "model": {"errors", "io", "presets"},
+    "model": {"errors", "results", "io", "presets"},
     "inference": {"errors", "results", "presets", "io", "media", "model"},
     "training": {"errors", "results", "presets", "io", "media", "model", "inference"},
     "demo": {"errors", "results", "presets", "io", "media", "model", "inference", "training"},
@@ -119,8 +119,9 @@ def test_imports_point_one_way(graph):
 
 
 def test_the_network_never_imports_its_loader_s_callers(graph):
-    # the model file imports the loading mixins and the kernels, nothing that does I/O on its behalf
-    assert graph["tsf_cli.model.timesformer"] == {"tsf_cli.model.kernels", "tsf_cli.model.loading"}
+    # the model file imports the loading mixins, the kernels and the names of the pools, nothing that does I/O on
+    # its behalf
+    assert graph["tsf_cli.model.timesformer"] == {"tsf_cli.model.kernels", "tsf_cli.model.loading", "tsf_cli.results"}
     assert "tsf_cli.model.timesformer" not in graph["tsf_cli.model.loading"]
 
 
@@ -139,6 +140,7 @@ API_OF = {
     "explain": ("explain", set()),
     "train": ("train", set()),
     "eval": ("evaluate", {"as_json"}),
+    "export": ("export", {"as_json"}),
     "demo": ("run_demo", {"as_json"}),
     "info": ("probe", {"as_json", "video"}),
 }
@@ -157,9 +159,12 @@ def test_every_flag_is_a_keyword_of_the_api_function_it_feeds(command):
 def test_the_cli_choices_are_the_api_s():
     from tsf_cli import api
     from tsf_cli.cli.explain import Method
-    from tsf_cli.cli.options import DType, Pool, Sampling
+    from tsf_cli.cli.export import GraphDType
+    from tsf_cli.cli.options import DType, Pool, Runtime, Sampling
 
     assert tuple(s.value for s in Sampling) == api.SAMPLINGS
     assert tuple(d.value for d in DType) == api.DTYPES
     assert tuple(p.value for p in Pool) == api.POOLS
     assert tuple(m.value for m in Method) == api.METHODS
+    assert tuple(r.value for r in Runtime) == api.RUNTIMES
+    assert tuple(d.value for d in GraphDType) == api.GRAPH_DTYPES

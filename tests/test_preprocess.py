@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tsf_cli.errors import CheckpointError
-from tsf_cli.media.preprocess import PreprocessConfig, preprocess
+from tsf_cli.media.preprocess import PreprocessConfig, normalize, normalize_array, preprocess, value_table
 
 # facebook/timesformer-base-finetuned-k400's preprocessor_config.json
 K400 = {
@@ -94,6 +94,20 @@ def test_pixel_values_equal_the_reference_bit_for_bit(name, tmp_path):
         ours = preprocess(clips, config, backend="pil")
         assert ours.dtype == torch.float32 and ours.shape == expected.shape, (shape, expected.shape)
         assert torch.equal(ours, expected), (shape, (ours - expected).abs().max())
+
+
+@pytest.mark.parametrize("name", ["k400", "no-rescale", "no-normalize"])
+def test_the_numpy_normalisation_equals_the_torch_one_bit_for_bit(name):
+    # the onnx runtime normalises in numpy so that it never imports torch: its pixel_values must be these same floats
+    config = PreprocessConfig.from_dict(CONFIGS[name])
+    views = np.random.default_rng(1).integers(0, 256, (3, 4, 32, 32, 3), dtype=np.uint8)  # uint8 views
+    assert all(np.unique(views[..., c]).size == 256 for c in range(3))  # every value of every channel is looked up
+    table = value_table(config)
+    for pixels in (views, views[:, :, ::2, 1:]):  # contiguous, and a strided view
+        ours = normalize_array(pixels, table)
+        expected = normalize(torch.from_numpy(np.ascontiguousarray(pixels)), torch.from_numpy(table)).numpy()
+        assert ours.dtype == np.float32 and ours.shape == expected.shape
+        assert np.array_equal(ours.view(np.uint32), expected.view(np.uint32))  # the bits, not only the values
 
 
 def test_the_k400_checkpoint_values_are_not_the_class_defaults():

@@ -3,7 +3,7 @@
 The public names load lazily, so that ``import tsf_cli`` (and ``tsf --help``) stays fast: torch and PyAV load only
 when a name that needs them is first used. The Python API (``tsf_cli.api``) is here too: ``tsf_cli.classify``,
 ``tsf_cli.batch``, ``tsf_cli.embed``, ``tsf_cli.embed_files``, ``tsf_cli.explain``, ``tsf_cli.timeline``,
-``tsf_cli.train``, ``tsf_cli.evaluate``.
+``tsf_cli.train``, ``tsf_cli.evaluate``, ``tsf_cli.export``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ _EXPORTS = {
     "timeline": "tsf_cli.api",
     "train": "tsf_cli.api",
     "evaluate": "tsf_cli.api",
+    "export": "tsf_cli.api",
     "load_model": "tsf_cli.api",
     "list_inputs": "tsf_cli.api",
     "list_models": "tsf_cli.api",

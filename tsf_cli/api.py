@@ -36,21 +36,24 @@ from .io.records import write_json_document
 from .io.timelines import TIMELINE_FORMATS, check_timeline_outputs
 from .media.limits import DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT_S
 from .media.sampling import SAMPLINGS
+from .model.onnx_format import EMBEDDING_OUTPUTS, GRAPH_DTYPES, OPSET, config_frames, config_labels
 from .presets import DEFAULT_MODEL, Preset, all_presets
-from .results import BatchSummary, Explanation, Timeline, VideoEmbedding, VideoFailure, VideoResult
+from .results import POOLS, BatchSummary, Explanation, Timeline, VideoEmbedding, VideoFailure, VideoResult
 
 if TYPE_CHECKING:
-    from .inference.predictor import Predictor
+    from .inference.predictor import BasePredictor, Predictor
     from .inference.runner import Observer
     from .media.probe import VideoInfo
+    from .model.export import ExportResult
 
 # Loaded on first use; each is the implementation itself, with its own signature and docstring.
 _LAZY = {
     "Predictor": "tsf_cli.inference.predictor",
     "DTYPES": "tsf_cli.inference.predictor",
+    "OnnxPredictor": "tsf_cli.inference.onnx_predictor",
     "Observer": "tsf_cli.inference.runner",
+    "RUNTIMES": "tsf_cli.inference.runner",
     "ViewOptions": "tsf_cli.inference.views",
-    "POOLS": "tsf_cli.model.timesformer",
     "METHODS": "tsf_cli.inference.rollout",
     "train": "tsf_cli.training.loop",
     "TrainProgress": "tsf_cli.training.loop",
@@ -67,7 +70,10 @@ __all__ = [
     "DEFAULT_MIN_PROBABILITY",
     "DEFAULT_MODEL",
     "DEFAULT_SMOOTH",
+    "GRAPH_DTYPES",
     "MOTIONS",
+    "OPSET",
+    "POOLS",
     "SAMPLINGS",
     "TIMELINE_FORMATS",
     "UNCERTAIN_COLOR",
@@ -80,6 +86,7 @@ __all__ = [
     "embed_files",
     "explain",
     "label_colors",
+    "export",
     "list_inputs",
     "list_models",
     "load_model",
@@ -100,22 +107,29 @@ def __getattr__(name: str):
 
 
 def load_model(
-    model: str = DEFAULT_MODEL, *, revision: str | None = None, device: str = "auto", dtype: str = "auto"
-) -> Predictor:
-    """Resolve and load a model for inference (a preset name, a folder in the Hugging Face layout, or a hub id)."""
-    from .inference.predictor import Predictor
+    model: str = DEFAULT_MODEL,
+    *,
+    revision: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    runtime: str = "torch",
+) -> BasePredictor:
+    """Resolve and load a model for inference (a preset name, a folder in the Hugging Face layout, or a hub id; with
+    ``runtime="onnx"`` also an .onnx file from ``export``), run by PyTorch (``runtime="torch"``) or ONNX Runtime."""
+    from .inference.runner import as_predictor
 
-    return Predictor(model, revision=revision, device=device, dtype=dtype)
+    return as_predictor(model, runtime=runtime, revision=revision, device=device, dtype=dtype)
 
 
 def classify(
     videos: Sequence[str | os.PathLike],
     *,
-    model: str | Predictor = DEFAULT_MODEL,
+    model: str | BasePredictor = DEFAULT_MODEL,
     top_k: int = 5,
     revision: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
+    runtime: str = "torch",
     frames: int | None = None,
     sampling: str | None = None,
     stride: int | None = None,
@@ -135,9 +149,13 @@ def classify(
     the preset's, or the checkpoint's frame count sampled uniformly). A result carries ``warnings`` where its label
     cannot be trusted (a clip longer than the video, a still image, a damaged file); ``strict`` makes those videos
     failures instead. ``videos`` are files or http(s) URLs; a video whose decoding would hold more than
-    ``max_memory`` bytes fails before it is decoded.
+    ``max_memory`` bytes fails before it is decoded. ``runtime`` "onnx" runs the model through ONNX Runtime
+    (``tsf-cli[onnx]``) on a graph exported from the checkpoint on first use and cached; the records are the same,
+    within 1e-4.
     """
-    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
+    predictor, views = _prepare(
+        model, observer, revision, device, dtype, runtime, frames, sampling, stride, clips, crops, start
+    )
     options = {
         "top_k": top_k,
         "batch_size": batch_size,
@@ -152,11 +170,12 @@ def classify(
 def embed(
     videos: Sequence[str | os.PathLike],
     *,
-    model: str | Predictor = DEFAULT_MODEL,
+    model: str | BasePredictor = DEFAULT_MODEL,
     pool: str = "cls",
     revision: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
+    runtime: str = "torch",
     frames: int | None = None,
     sampling: str | None = None,
     stride: int | None = None,
@@ -172,7 +191,9 @@ def embed(
 ) -> list[VideoEmbedding | VideoFailure]:
     """One vector per video, in the order given: the final-norm class token (``pool="cls"``) or the mean of the
     final-norm patch tokens (``"mean"``), averaged over the views."""
-    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
+    predictor, views = _prepare(
+        model, observer, revision, device, dtype, runtime, frames, sampling, stride, clips, crops, start
+    )
     options = {
         "pool": pool,
         "batch_size": batch_size,
@@ -188,7 +209,7 @@ def batch(
     sources: Sequence[str | os.PathLike],
     output: str | os.PathLike,
     *,
-    model: str | Predictor = DEFAULT_MODEL,
+    model: str | BasePredictor = DEFAULT_MODEL,
     recursive: bool = False,
     follow_links: bool = False,
     resume: bool = False,
@@ -202,6 +223,7 @@ def batch(
     revision: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
+    runtime: str = "torch",
     frames: int | None = None,
     sampling: str | None = None,
     stride: int | None = None,
@@ -240,7 +262,7 @@ def batch(
     ``output`` may also be a folder (a path ending in ``/``), which gets labels as Parquet files, one per block.
     """
     _check_flags(resume, overwrite, retry_failed)
-    _check_engine(engine, ray_address)
+    _check_engine(engine, ray_address, runtime)
     if timeline:
         _check_timeline_batch(output, format, clips, start, strict)
     elif windows or any(choice is not None for choice in (window, hop, min_probability, smooth)):
@@ -248,7 +270,18 @@ def batch(
     output = _checked_output(output, engine, resume, retry_failed, stdout_ok=True)
     paths = list_inputs(sources, recursive=recursive, exclude=[output], follow_links=follow_links)
     predictor, views = _prepare(
-        model, observer, revision, _driver_device(engine, device), dtype, frames, sampling, stride, clips, crops, start
+        model,
+        observer,
+        revision,
+        _driver_device(engine, device),
+        dtype,
+        runtime,
+        frames,
+        sampling,
+        stride,
+        clips,
+        crops,
+        start,
     )
     workers = default_workers() if workers is None else workers
     if timeline:
@@ -319,7 +352,7 @@ def _check_timeline_batch(output, format: str | None, clips: int | None, start: 
 def timeline(
     video: str | os.PathLike,
     *,
-    model: str | Predictor = DEFAULT_MODEL,
+    model: str | BasePredictor = DEFAULT_MODEL,
     window: float | None = None,
     hop: float | None = None,
     min_probability: float = DEFAULT_MIN_PROBABILITY,
@@ -336,6 +369,7 @@ def timeline(
     batch_size: int = 8,
     timeout: float | None = None,
     max_memory: int = DEFAULT_MAX_MEMORY,
+    runtime: str = "torch",
     observer: Observer | None = None,
 ) -> Timeline:
     """Labels along a video: windows of ``window`` seconds every ``hop`` seconds, each classified as one clip, and
@@ -354,7 +388,9 @@ def timeline(
     from .media.limits import DecodeLimits
 
     check_timeline_outputs(output)
-    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, None, crops, None)
+    predictor, views = _prepare(
+        model, observer, revision, device, dtype, runtime, frames, sampling, stride, None, crops, None
+    )
     options = timeline_options(
         predictor, views, window=window, hop=hop, min_probability=min_probability, smooth=smooth, top_k=top_k
     )
@@ -369,7 +405,7 @@ def embed_files(
     sources: Sequence[str | os.PathLike],
     output: str | os.PathLike,
     *,
-    model: str | Predictor = DEFAULT_MODEL,
+    model: str | BasePredictor = DEFAULT_MODEL,
     pool: str = "cls",
     recursive: bool = False,
     follow_links: bool = False,
@@ -383,6 +419,7 @@ def embed_files(
     revision: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
+    runtime: str = "torch",
     frames: int | None = None,
     sampling: str | None = None,
     stride: int | None = None,
@@ -406,7 +443,7 @@ def embed_files(
     from .io.embeddings import get_embedding_writer, open_embedding_journal
 
     _check_flags(resume, overwrite, retry_failed)
-    _check_engine(engine, ray_address)
+    _check_engine(engine, ray_address, runtime)
     check_options(1, pool, batch_size)
     output = _checked_output(output, engine, resume, retry_failed, stdout_ok=False)
     if not _is_folder(output):
@@ -419,7 +456,18 @@ def embed_files(
     side_files = [output, *(f"{output}{suffix}" for suffix in (".json", ".partial.jsonl"))]
     paths = list_inputs(sources, recursive=recursive, exclude=side_files, follow_links=follow_links)
     predictor, views = _prepare(
-        model, observer, revision, _driver_device(engine, device), dtype, frames, sampling, stride, clips, crops, start
+        model,
+        observer,
+        revision,
+        _driver_device(engine, device),
+        dtype,
+        runtime,
+        frames,
+        sampling,
+        stride,
+        clips,
+        crops,
+        start,
     )
     if engine == "ray":
         work = _ray_work(
@@ -441,11 +489,13 @@ def embed_files(
 ENGINES = ("local", "ray")
 
 
-def _check_engine(engine: str, ray_address: str | None) -> None:
+def _check_engine(engine: str, ray_address: str | None, runtime: str) -> None:
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")
     if ray_address is not None and engine != "ray":
         raise UsageError("--ray-address goes with --engine ray")
+    if engine == "ray" and runtime != "torch":
+        raise UsageError(f"--runtime {runtime} runs on the local engine: Ray's model actors run the torch runtime")
     if engine == "ray":
         from .inference.ray_session import require_ray
 
@@ -588,7 +638,9 @@ def explain(
     if not Path(video).is_file():
         raise VideoError(video, "no such file" if not Path(video).exists() else "not a file")
     observer = observer or Observer()
-    predictor, views = _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start)
+    predictor, views = _prepare(
+        model, observer, revision, device, dtype, runtime, frames, sampling, stride, clips, crops, start
+    )
     observer.started(1, 1)
     explanation = explain_video(predictor, str(video), views, method=method, label=label, top_k=top_k)
     observer.finished(explanation)
@@ -597,14 +649,68 @@ def explain(
     return explanation
 
 
-def _prepare(model, observer, revision, device, dtype, frames, sampling, stride, clips, crops, start):
-    """The predictor (loaded unless given) and the views the user's choices make of its defaults."""
-    from .inference.runner import as_predictor
+def export(
+    output: str | os.PathLike,
+    *,
+    model: str = DEFAULT_MODEL,
+    revision: str | None = None,
+    frames: int | None = None,
+    image_size: int | None = None,
+    dtype: str = "fp32",
+    opset: int = OPSET,
+    features: bool = False,
+    pool: str = "cls",
+) -> ExportResult:
+    """Export ``model`` to ``output``, one standalone ONNX file: the classifier (output ``logits``), or with
+    ``features`` the embedding ``tsf embed --pool`` gives (output ``cls_embedding`` or ``mean_embedding``). Labels,
+    preprocessing, frames, size, dtype and versions go into its metadata (``tsf_cli.model.onnx_format``).
 
-    predictor = as_predictor(model, observer, revision=revision, device=device, dtype=dtype)
+    The batch axis is free; ``frames`` and ``image_size`` are fixed, by default the views the model is run with (its
+    preset's frame count, its preprocessing's crop). ``dtype`` fp16 is for GPUs (on a CPU, ONNX Runtime runs it slower
+    than fp32). The graph is compared with the PyTorch model on random inputs before it is written: beyond the
+    tolerance an ExportError says by how much and nothing is written; the result holds the differences.
+    """
+    from .inference.graphs import export_checkpoint, resolve_checkpoint
+    from .inference.predictor import preset_views, read_json_object, read_preprocess_config
+    from .io.atomic import check_writable
+    from .model.hub import resolve_model
+
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+    if dtype not in GRAPH_DTYPES:
+        raise ValueError(f"an ONNX graph is {' or '.join(GRAPH_DTYPES)}, not {dtype!r}")
+    check_writable(output)
+    source, preset = resolve_model(model)
+    if revision is None and preset is not None:
+        revision = preset.revision
+    files = resolve_checkpoint(source, revision=revision)
+    config = read_json_object(files.config, "config")
+    if not features and not config_labels(config):
+        raise UsageError(f"{model} has no classification head: export its embeddings with --features")
+    preprocess = read_preprocess_config(files.preprocessor)
+    crop = preprocess.crop_size if preprocess.do_center_crop else None
+    return export_checkpoint(
+        files,
+        output,
+        frames=frames or preset_views(preset, config_frames(config)).frames,
+        image_size=image_size or crop,
+        dtype=dtype,
+        outputs=(EMBEDDING_OUTPUTS[pool],) if features else ("logits",),
+        opset=opset,
+    )
+
+
+def _prepare(model, observer, revision, device, dtype, runtime, frames, sampling, stride, clips, crops, start):
+    """The predictor (loaded unless given), ready for the views the user's choices make of its defaults."""
+    from .inference.runner import Observer, as_predictor
+
+    observer = observer or Observer()
+    predictor = as_predictor(model, observer, runtime=runtime, revision=revision, device=device, dtype=dtype)
     views = predictor.view_options(
         frames=frames, sampling=sampling, stride=stride, clips=clips, crops=crops, start=start
     )
+    with observer.loading(predictor.info.name):
+        predictor.ready(views)  # the onnx runtime's first run exports its graph here
     return predictor, views
 
 

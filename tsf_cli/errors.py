@@ -53,6 +53,17 @@ class CheckpointError(TsfError):
     exit_code = 5
 
 
+class MissingDependencyError(TsfError):
+    """An optional package that a feature needs is not installed; the message names the extra that brings it."""
+
+    def __init__(self, feature: str, packages: str, extra: str):
+        super().__init__(f'{feature} needs {packages}: pip install "tsf-cli[{extra}]"')
+
+
+class ExportError(TsfError):
+    """A model that could not be exported, or whose exported graph does not compute what the model computes."""
+
+
 class OutputError(TsfError):
     """An output file that cannot be written, or an output format that is not supported."""
 

@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# How a video's final-norm tokens become one vector (``VideoEmbedding.pool``): the class token, or the mean of the
+# patch tokens. Here rather than beside the network, so that choosing one never imports torch.
+POOLS = ("cls", "mean")
+
 
 def path_fields(path: str) -> dict[str, str]:
     """A file path as every strict UTF-8 reader (jq, serde_json, pyarrow, safetensors) can take it.
@@ -60,6 +64,7 @@ class ModelInfo:
     revision: str | None
     dtype: str
     device: str
+    runtime: str = "torch"  # what ran the model: "torch" (PyTorch) or "onnx" (ONNX Runtime)
 
     def to_dict(self) -> dict:
         return {
@@ -68,6 +73,7 @@ class ModelInfo:
             "revision": self.revision,
             "dtype": self.dtype,
             "device": self.device,
+            "runtime": self.runtime,
         }
 
 

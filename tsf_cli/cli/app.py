@@ -1,5 +1,5 @@
-"""The ``tsf`` command: the commands of ``predict``, ``timeline``, ``explain``, ``catalog``, ``training`` and ``demo``
-assembled into
+"""The ``tsf`` command: the commands of ``predict``, ``timeline``, ``explain``, ``catalog``, ``training``, ``export``
+and ``demo`` assembled into
 one Typer app, and the boundary where errors become one line and an exit code.
 
 Exit codes: 0 success; 1 other known error; 2 bad command line; 3 a video could not be read; 4 model not found;
@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import EXIT_INTERRUPTED, EXIT_USAGE, TsfError
-from . import catalog, demo, display, explain, predict, timeline, training
+from . import catalog, demo, display, explain, export, predict, timeline, training
 
 # Options of the whole program that a user may also put after the command (`tsf classify x.mp4 --debug`).
 ANYWHERE = ("--debug", "--quiet", "-q")
@@ -150,6 +150,7 @@ for name, command in (
     ("info", catalog.info),
     ("train", training.train),
     ("eval", training.evaluate),
+    ("export", export.export),
     ("demo", demo.demo),
 ):
     app.command(name)(reports_errors(command))

@@ -187,7 +187,8 @@ def summary_line(summary) -> str:
 def prediction_table(result, title: str | None = None) -> Table:
     frames = sum(len(c.indices) for c in result.clips) // max(1, len(result.clips))
     views = f"{len(result.clips)} clip(s) x {result.crops} crop(s) of {frames} frames"
-    caption = f"{result.model.name} · {result.model.dtype} on {result.model.device} · {views}"
+    runtime = " through ONNX Runtime" if result.model.runtime == "onnx" else ""
+    caption = f"{result.model.name} · {result.model.dtype} on {result.model.device}{runtime} · {views}"
     title = escape(readable(title or result.path))
     table = Table(title=title, caption=escape(caption), title_justify="left", caption_justify="left")
     table.add_column("#", justify="right", style="dim")
@@ -198,6 +199,17 @@ def prediction_table(result, title: str | None = None) -> Table:
         bar = "█" * round(p.probability * 20)
         table.add_row(str(rank), escape(p.label), f"{p.probability:.1%}", f"[green]{bar}[/]")
     return table
+
+
+def export_summary(result) -> str:
+    """What ``tsf export`` wrote, and how far the graph is from the PyTorch model it was checked against."""
+    differences = ", ".join(f"{name} {difference:.1e}" for name, difference in result.differences.items())
+    return (
+        f"{result.path}: {result.size_bytes / 2**20:.1f} MB, opset {result.opset}, {result.frames} frames of "
+        f"{result.height}x{result.width} in {result.dtype} -> {', '.join(result.outputs)}, any batch size; max abs "
+        f"difference from PyTorch on random inputs: {differences} (tolerance {result.tolerance:.1e}); "
+        f"{result.seconds:.0f} s"
+    )
 
 
 def models_table(rows, default_model: str) -> Table:

@@ -12,7 +12,7 @@ import typer
 
 
 # The choices are spelled out rather than read from the API, which would import torch for `tsf --help`;
-# tests/test_layout.py checks that they are the API's (SAMPLINGS, DTYPES, POOLS).
+# tests/test_layout.py checks that they are the API's (SAMPLINGS, DTYPES, POOLS, RUNTIMES).
 class Sampling(str, Enum):
     uniform = "uniform"
     stride = "stride"

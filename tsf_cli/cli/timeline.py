@@ -24,6 +24,8 @@ from .options import (
     MinProbabilityOpt,
     ModelOpt,
     RevisionOpt,
+    Runtime,
+    RuntimeOpt,
     SamplingOpt,
     SmoothOpt,
     StrideOpt,
@@ -64,6 +66,7 @@ def timeline(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Windows per model batch.")] = 8,
     revision: RevisionOpt = None,
     max_memory: MaxMemoryOpt = None,
+    runtime: RuntimeOpt = Runtime.torch,
 ):
     """Labels along each video: windows classified one by one, merged into segments.
 
@@ -78,7 +81,7 @@ def timeline(
     api.check_timeline_outputs([path for paths in outputs.values() for path in paths])  # before any decoding
     name = model or api.DEFAULT_MODEL
     with display.Loading().loading(name):
-        predictor = api.load_model(name, revision=revision, device=device, dtype=value(dtype))
+        predictor = api.load_model(name, revision=revision, device=device, dtype=value(dtype), runtime=value(runtime))
     results, failed = [], False
     for video in videos:
         try:

@@ -13,8 +13,8 @@ time limit then runs from its last message, so it bounds a stall, not the length
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import WorkerStartError
 
-_STARTUP_TIMEOUT = 300  # seconds a new worker may take to import torch and PyAV on a loaded machine
+_STARTUP_TIMEOUT = 300  # seconds a new worker may take to start and import PyAV on a loaded machine
 # Why a worker may exit or stall before it is ready: spawn runs the parent's main script again in every worker (as
 # __mp_main__) before any tsf code, so a script that does its work at top level does that work again there, or fails.
 _MAIN_GUARD_HINT = (
@@ -49,16 +49,10 @@ class Partial:
 
 def _worker_main(conn: Connection, fn: Callable[[Any], Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle, even during the imports
-    try:
-        # Decoding threads come from FFmpeg; keep torch, where the task's code uses it (its module, unpickled with
-        # ``fn`` before this runs, has imported it), from also spreading each worker over every core. A task that
-        # needs no torch (uint8 decoding for Ray) starts faster and lighter without it.
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            torch.set_num_threads(1)
-    except Exception as exc:  # noqa: BLE001 - a broken install or no memory: say which, then stop
-        conn.send(("failed", f"{type(exc).__name__}: {exc}".strip().splitlines()[0]))
-        return
+    # Decoding threads come from FFmpeg; keep torch, should a task use it, from also spreading each worker over every
+    # core (it reads this when it loads). Importing torch here would cost each worker a second and 300 MB, which the
+    # onnx runtime never needs, and decoding with Pillow never uses it.
+    os.environ["OMP_NUM_THREADS"] = "1"
     conn.send("ready")  # the parent starts a task's clock only now, not while the interpreter was starting
     while True:
         try:
@@ -113,8 +107,6 @@ class _Worker:
             return
         if ready:
             self.process.join(timeout=5)
-        if isinstance(message, tuple) and message[0] == "failed":
-            raise WorkerStartError(f"a decoding process could not start: {message[1]}")
         if ready:
             raise WorkerStartError(
                 f"a decoding process {_exit_cause(self.process.exitcode)} before it was ready (its own error, if any, "

@@ -1,6 +1,7 @@
 """A model ready for inference: resolved, loaded onto a device in a precision, with the preprocessing and the views
-its checkpoint was evaluated with. ``Predictor`` turns a batch of uint8 views into probabilities or embeddings,
-normalising on the device, so that only uint8 pixels travel to it.
+its checkpoint was evaluated with. ``Predictor`` turns a batch of uint8 views into probabilities or embeddings with
+PyTorch, normalising on the device, so that only uint8 pixels travel to it. ``BasePredictor`` is what any runtime's
+predictor offers (``onnx_predictor.OnnxPredictor`` is the other), and the runner needs nothing else.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from ..errors import CheckpointError, DeviceError, UsageError
 from ..media.preprocess import PreprocessConfig, value_table
 from ..model.hub import PREPROCESSOR_NAME, resolve_file, resolve_model
-from ..presets import DEFAULT_MODEL
+from ..presets import DEFAULT_MODEL, Preset
 from ..results import ModelInfo
 from .views import ViewOptions
 
@@ -79,23 +80,84 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def load_preprocess_config(source: str, **hub) -> PreprocessConfig:
     """The checkpoint's own preprocessor_config.json: tsf will not guess sizes or normalisation."""
+    return read_preprocess_config(preprocessor_file(source, **hub))
+
+
+def preprocessor_file(source: str, **hub) -> Path:
+    """Where the checkpoint's preprocessor_config.json is (downloaded if need be); a CheckpointError without one."""
     processor_file = resolve_file(source, PREPROCESSOR_NAME, required=False, **hub)
     if processor_file is None:
         raise CheckpointError(
             f"{source} has no {PREPROCESSOR_NAME}: tsf needs the checkpoint's own size and image_mean/image_std, "
             "and will not guess them"
         )
+    return processor_file
+
+
+def read_preprocess_config(path: Path) -> PreprocessConfig:
+    return PreprocessConfig.from_dict(read_json_object(path, "preprocessor config"))
+
+
+def read_json_object(path: Path, what: str) -> dict:
+    """A JSON file that must hold an object; a CheckpointError naming the file otherwise."""
     try:
-        processor = json.loads(Path(processor_file).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{processor_file}: not a readable preprocessor config ({exc})") from exc
-    if not isinstance(processor, dict):
-        raise CheckpointError(f"{processor_file}: a preprocessor config must be a JSON object")
-    return PreprocessConfig.from_dict(processor)
+        raise CheckpointError(f"{path}: not a readable {what} ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: a {what} must be a JSON object")
+    return data
 
 
-class Predictor:
-    """A classification checkpoint on a device, in a precision: uint8 views in, probabilities or embeddings out.
+class BasePredictor:
+    """What every runtime's predictor offers the runner: a checkpoint's labels, preprocessing and default views, and
+    uint8 views in, probabilities or embeddings out (float32 numpy arrays, whatever ran them)."""
+
+    labels: list[str]
+    preprocess_config: PreprocessConfig
+    info: ModelInfo
+    preset: Preset | None  # the preset the model came from, if any (its training clip sets a timeline's window)
+    default_views: ViewOptions  # the views the checkpoint was evaluated with
+
+    def view_options(self, **overrides) -> ViewOptions:
+        """The preset's views with the user's choices (those not None) on top. Choosing a sampling other than
+        stride drops the preset's stride settings, which mean nothing to the others."""
+        chosen = {k: v for k, v in overrides.items() if v is not None}
+        if chosen.get("sampling", "stride") != "stride":
+            chosen = {"stride": 1, "target_fps": None, "start": None, **chosen}
+        return replace(self.default_views, **chosen)
+
+    def ready(self, views: ViewOptions) -> None:
+        """Do now whatever the first batch of ``views`` would otherwise wait for (the onnx runtime opens its graph
+        for their frame count and size, exporting it on the first run), so that a caller can show it as loading."""
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 views (V, T, h, w, 3) -> each view's probabilities (V, labels), float32."""
+        raise NotImplementedError
+
+    def embeddings(self, pixels: np.ndarray, pool: str = "cls") -> np.ndarray:
+        """uint8 views (V, T, h, w, 3) -> each view's pooled final-norm tokens (V, hidden), float32: the class token
+        (``pool="cls"``) or the mean of the patch tokens (``"mean"``)."""
+        raise NotImplementedError
+
+
+def preset_views(preset: Preset | None, frames: int) -> ViewOptions:
+    """The views a checkpoint was evaluated with: its preset's, else ``frames`` (its config's) uniform, one view."""
+    if preset is None:
+        return ViewOptions(frames=frames)
+    return ViewOptions(
+        frames=preset.frames,
+        sampling=preset.sampling,
+        stride=preset.frame_sample_rate or 1,
+        target_fps=preset.target_fps,
+        clips=preset.clips,
+        crops=preset.crops,
+    )
+
+
+class Predictor(BasePredictor):
+    """A classification checkpoint on a device, in a precision, run by PyTorch: uint8 views in, probabilities or
+    embeddings out.
 
     ``model`` is a preset name, a folder in the Hugging Face layout or a hub id. ``default_views`` are the views the
     checkpoint was evaluated with (its preset's, else its config's frame count, uniform, one view).
@@ -134,27 +196,10 @@ class Predictor:
             revision=getattr(self.config, "commit_hash", None) or revision,
             dtype=dtype_name(self.dtype),
             device=str(self.device),
+            runtime="torch",
         )
-        if preset is not None:
-            self.default_views = ViewOptions(
-                frames=preset.frames,
-                sampling=preset.sampling,
-                stride=preset.frame_sample_rate or 1,
-                target_fps=preset.target_fps,
-                clips=preset.clips,
-                crops=preset.crops,
-            )
-        else:
-            self.default_views = ViewOptions(frames=self.config.num_frames)
+        self.default_views = preset_views(preset, self.config.num_frames)
         self._table = torch.from_numpy(value_table(self.preprocess_config)).to(self.device)
-
-    def view_options(self, **overrides) -> ViewOptions:
-        """The preset's views with the user's choices (those not None) on top. Choosing a sampling other than
-        stride drops the preset's stride settings, which mean nothing to the others."""
-        chosen = {k: v for k, v in overrides.items() if v is not None}
-        if chosen.get("sampling", "stride") != "stride":
-            chosen = {"stride": 1, "target_fps": None, "start": None, **chosen}
-        return replace(self.default_views, **chosen)
 
     def pixel_values(self, pixels: np.ndarray) -> torch.Tensor:
         """uint8 views (V, T, h, w, 3) -> pixel_values (V, T, 3, h, w) on the device, in the model's precision. On a
@@ -168,22 +213,19 @@ class Predictor:
 
         return normalize(pixels, self._table).to(self.dtype)
 
-    def probabilities(self, pixels: np.ndarray) -> torch.Tensor:
-        """uint8 views (V, T, h, w, 3) -> each view's probabilities (V, labels), fp32 on the CPU."""
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         import torch
 
         if self.config.num_labels < 1:
             raise CheckpointError(f"{self.info.source} has no classification head: use it with tsf embed")
         with torch.inference_mode():
             features = self.model.forward_features(self.pixel_values(pixels))
-            return self.model.forward_head(features).float().softmax(-1).cpu()
+            return self.model.forward_head(features).float().softmax(-1).cpu().numpy()
 
-    def embeddings(self, pixels: np.ndarray, pool: str = "cls") -> torch.Tensor:
-        """uint8 views (V, T, h, w, 3) -> each view's pooled final-norm tokens (V, hidden), fp32 on the CPU: the
-        class token (``pool="cls"``) or the mean of the patch tokens (``"mean"``). Pooling happens on the device, so
-        only the vectors cross over."""
+    def embeddings(self, pixels: np.ndarray, pool: str = "cls") -> np.ndarray:
+        """Pooling happens on the device, so only the vectors cross over."""
         import torch
 
         with torch.inference_mode():
             features = self.model.forward_features(self.pixel_values(pixels))
-            return self.model.forward_head(features, pool=pool, pre_logits=True).float().cpu()
+            return self.model.forward_head(features, pool=pool, pre_logits=True).float().cpu().numpy()

@@ -22,17 +22,15 @@ import numpy as np
 
 from ..media.limits import DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT_S, DecodeLimits
 from ..media.preprocess import PreprocessConfig
-from ..model.timesformer import POOLS
-from ..results import BatchSummary, Prediction, Timeline, VideoEmbedding, VideoFailure, VideoResult
+from ..results import POOLS, BatchSummary, Prediction, Timeline, VideoEmbedding, VideoFailure, VideoResult
 from .pool import Partial, TaskFailure, WorkerPool
 from .views import VideoViews, ViewOptions, load_views
 
 if TYPE_CHECKING:
-    import torch
-
-    from .predictor import Predictor
+    from .predictor import BasePredictor
 
 Record = VideoResult | VideoEmbedding | Timeline | VideoFailure
+RUNTIMES = ("torch", "onnx")  # what runs the model: PyTorch, or ONNX Runtime on a graph exported from it
 
 
 class Observer:
@@ -52,19 +50,29 @@ class Observer:
         """A timeline of ``path`` has ``done`` of its ``total`` windows classified."""
 
 
-def as_predictor(model: str | Predictor, observer: Observer | None = None, **load) -> Predictor:
-    """``model`` itself if it is a loaded Predictor, else a Predictor loaded with ``load`` (revision, device, dtype),
-    the observer told while it loads."""
-    from .predictor import Predictor
+def as_predictor(
+    model: str | BasePredictor, observer: Observer | None = None, *, runtime: str = "torch", **load
+) -> BasePredictor:
+    """``model`` itself if it is a loaded predictor (whatever its runtime), else the ``runtime``'s predictor loaded
+    with ``load`` (revision, device, dtype), the observer told while it loads."""
+    from .predictor import BasePredictor
 
-    if isinstance(model, Predictor):
+    if isinstance(model, BasePredictor):
         return model
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     with (observer or Observer()).loading(model):
+        if runtime == "onnx":
+            from .onnx_predictor import OnnxPredictor
+
+            return OnnxPredictor(model, **load)
+        from .predictor import Predictor
+
         return Predictor(model, **load)
 
 
 def run(
-    predictor: Predictor,
+    predictor: BasePredictor,
     paths: Iterable[str],
     views: ViewOptions | None = None,
     *,
@@ -103,7 +111,7 @@ def check_options(top_k: int, pool: str | None, batch_size: int) -> None:
 
 
 def predict(
-    predictor: Predictor,
+    predictor: BasePredictor,
     loaded: Iterable[VideoViews | VideoFailure],
     *,
     top_k: int = 5,
@@ -129,35 +137,29 @@ def predict(
         yield from _run_batch(predictor, batch, top_k, pool)
 
 
-def _run_batch(predictor: Predictor, batch: list[VideoViews], top_k: int, pool: str | None) -> Iterator[Record]:
+def _run_batch(predictor: BasePredictor, batch: list[VideoViews], top_k: int, pool: str | None) -> Iterator[Record]:
     pixels = np.concatenate([v.pixels for v in batch])  # (sum of views, T, h, w, 3) uint8
     if pool is None:
-        outputs = predictor.probabilities(pixels)
+        outputs = predictor.probabilities(pixels)  # (sum of views, labels)
     else:
-        outputs = predictor.embeddings(pixels, pool)
+        outputs = predictor.embeddings(pixels, pool)  # (sum of views, hidden)
     start = 0
     for views in batch:
         end = start + len(views.pixels)
+        mean = outputs[start:end].mean(0)  # over the clips x crops views, as the original test protocol does
         if pool is None:
-            yield _result(predictor, views, outputs[start:end], top_k)
+            predictions = top_predictions(predictor.labels, mean, top_k)
+            yield VideoResult(views.path, predictions, views.clips, views.crops, predictor.info, views.warnings)
         else:
-            vector = outputs[start:end].mean(0).numpy()
-            yield VideoEmbedding(views.path, vector, pool, views.clips, predictor.info, views.warnings)
+            yield VideoEmbedding(views.path, mean, pool, views.clips, predictor.info, views.warnings)
         start = end
 
 
-def _result(predictor: Predictor, views: VideoViews, probabilities: torch.Tensor, top_k: int) -> VideoResult:
-    mean = probabilities.mean(0)  # average over the clips x crops views, as the original test protocol does
-    predictions = top_predictions(predictor.labels, mean, top_k)
-    return VideoResult(views.path, predictions, views.clips, views.crops, predictor.info, views.warnings)
-
-
-def top_predictions(labels: list[str], probabilities: torch.Tensor, top_k: int) -> tuple[Prediction, ...]:
-    """The ``top_k`` most probable labels of one (labels,) probability vector, most probable first."""
-    top = probabilities.topk(min(top_k, probabilities.numel()))
-    return tuple(
-        Prediction(labels[i], int(i), float(p)) for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
-    )
+def top_predictions(labels: list[str], probabilities: np.ndarray, top_k: int) -> tuple[Prediction, ...]:
+    """The ``top_k`` most probable labels of one (labels,) probability vector, most probable first (of equal ones,
+    the lower index)."""
+    order = np.argsort(-probabilities, kind="stable")[:top_k]
+    return tuple(Prediction(labels[i], int(i), float(probabilities[i])) for i in order)
 
 
 def _load_task(task: tuple[str, ViewOptions, PreprocessConfig, DecodeLimits]) -> VideoViews:

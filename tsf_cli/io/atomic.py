@@ -34,10 +34,18 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
             yield file
             file.flush()
             os.fsync(file.fileno())  # syncs the inode, whichever handle (ours or a library's by name) wrote it
+        # A library that wrote by name may have made the file anew with its own mode (safetensors: 0600).
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 @contextmanager

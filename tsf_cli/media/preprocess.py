@@ -220,6 +220,16 @@ def normalize(pixels: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return table.flatten().take(index)
 
 
+def normalize_array(pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``normalize`` in numpy, for a runtime that never imports torch: uint8 views (..., h, w, 3) -> pixel_values
+    (..., 3, h, w) float32, the same floats bit for bit (both only look values up in ``table``)."""
+    out = np.empty((*pixels.shape[:-3], 3, *pixels.shape[-3:-1]), dtype=table.dtype)
+    for c in range(3):
+        # uint8 values are always valid indices, so "clip" never clips; it spares numpy's bounds-checking buffer
+        np.take(table[c], pixels[..., c], out=out[..., c, :, :], mode="clip")
+    return out
+
+
 def preprocess(
     clips: Sequence[np.ndarray], config: PreprocessConfig, *, crops: int = 1, backend: str = "pil"
 ) -> torch.Tensor:

@@ -44,12 +44,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..results import POOLS
 from .kernels import ACTIVATIONS, fast_paths_apply, fused_attention_is_faster, linear
 from .loading import PretrainedConfigMixin, PretrainedModelMixin
 
 ATTENTION_TYPES = ("divided_space_time", "space_only", "joint_space_time")
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
-POOLS = ("cls", "mean")  # how forward_head reduces the tokens to one vector
 
 # ``probe(layer, kind, q, k, v) -> context`` stands in for one attention core, softmax(q kᵀ / sqrt(head_dim))·v, and
 # must return what the core would (attention dropout is not applied). q, k, v and the context are (B', S*H, L, hd):

@@ -20,7 +20,7 @@ from ..results import ModelInfo, VideoFailure
 from .data import list_labelled_videos
 
 if TYPE_CHECKING:
-    from ..inference.predictor import Predictor
+    from ..inference.predictor import BasePredictor
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,11 @@ class EvalResult:
 def evaluate(
     data_dir: str | os.PathLike,
     *,
-    model: str | Predictor = DEFAULT_MODEL,
+    model: str | BasePredictor = DEFAULT_MODEL,
     revision: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
+    runtime: str = "torch",
     batch_size: int = 8,
     workers: int = 2,
     timeout: float | None = DEFAULT_TIMEOUT_S,
@@ -84,16 +85,19 @@ def evaluate(
     """Top-1 and top-5 accuracy, per-class accuracy and the confusion matrix of ``model`` on ``data_dir``.
 
     Each video is classified as ``tsf classify`` would (the model's preset views, with the same overrides), on the
-    same runner, so a video that crashes or hangs its decoder fails alone. Every label of the set must be one of the
-    model's; videos that fail are listed in ``failures`` and left out of the figures. ``csv`` also writes the
-    confusion matrix there (atomically; its folder is checked before any video is decoded).
+    same runner (with PyTorch or, ``runtime="onnx"``, ONNX Runtime), so a video that crashes or hangs its decoder
+    fails alone. Every label of the set must be one of the model's; videos that fail are listed in ``failures`` and
+    left out of the figures. ``csv`` also writes the confusion matrix there (atomically; its folder is checked before
+    any video is decoded).
     """
     videos = list_labelled_videos(data_dir)
     if csv is not None:
         check_writable(csv)
     observer = observer or Observer()
-    predictor = as_predictor(model, observer, revision=revision, device=device, dtype=dtype)
+    predictor = as_predictor(model, observer, runtime=runtime, revision=revision, device=device, dtype=dtype)
     views = predictor.view_options(frames=frames, sampling=sampling, stride=stride, clips=clips, crops=crops)
+    with observer.loading(predictor.info.name):
+        predictor.ready(views)  # the onnx runtime's first run exports its graph here
     model_ids = {label: i for i, label in enumerate(predictor.labels)}
     labels = tuple(sorted({v.label for v in videos}))
     unknown = [label for label in labels if label not in model_ids]
