@@ -49,8 +49,8 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
     # Ray's own INFO lines ("Started a local Ray instance", the token notice) show with --debug only.
     verbose = logging.getLogger().isEnabledFor(logging.INFO)
     if ray.is_initialized():
-        _configure_data(ray, verbose)
-        yield _cluster(ray, dict(_forwarded()))
+        with _data_settings(ray, verbose):  # a caller's own Ray Data gets its settings back afterwards
+            yield _cluster(ray, dict(_forwarded()))
         return
     settings = {
         "include_dashboard": False,
@@ -72,9 +72,9 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
             hint = "; if the cluster uses token authentication, set RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN)"
         raise EngineError(f"no Ray cluster at {address}: {_first_line(exc)}{hint}") from None
     try:
-        _configure_data(ray, verbose)
-        # The workers of an instance started here inherited this environment; those of a cluster did not.
-        yield _cluster(ray, {} if address is None else dict(_forwarded()))
+        with _data_settings(ray, verbose):
+            # The workers of an instance started here inherited this environment; those of a cluster did not.
+            yield _cluster(ray, {} if address is None else dict(_forwarded()))
     finally:
         ray.shutdown()  # stops an instance started here; only disconnects from a cluster
 
@@ -122,8 +122,11 @@ def _cluster(ray, worker_env: dict[str, str]) -> Cluster:
     return Cluster(resources.get("CPU", 0.0), resources.get("GPU", 0.0), worker_env)
 
 
-def _configure_data(ray, verbose: bool) -> None:
+@contextmanager
+def _data_settings(ray, verbose: bool) -> Iterator[None]:
+    """Ray Data's settings for tsf's runs, the caller's restored at the end (the context is this process's)."""
     context = ray.data.DataContext.get_current()
+    saved = (context.enable_progress_bars, context.op_resource_reservation_enabled)
     context.enable_progress_bars = False  # tsf shows its own
     # Ray Data reserves a share of the CPUs for each operator. With the model actors' share held back, decoding got one
     # task at a time where two CPUs were free (measured with 3 CPUs: 1 actor, 1 decode task, 1 CPU idle; without the
@@ -135,6 +138,10 @@ def _configure_data(ray, verbose: bool) -> None:
         # also ray.data's "Progress bars disabled" warning and its "Dataset ... execution finished" lines
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         logging.getLogger("ray").setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        context.enable_progress_bars, context.op_resource_reservation_enabled = saved
 
 
 def _first_line(exc: Exception) -> str:
