@@ -167,3 +167,27 @@ def test_eval_checks_that_it_can_write_its_csv_before_evaluating(dataset, base, 
     blocker.write_text("x")
     result = invoke("eval", dataset / "val", "--model", base, "--csv", blocker / "sub" / "c.csv", "--workers", "0")
     assert result.exit_code == 6 and "no such folder" in one_error_line(result)
+
+
+def test_the_ray_engine_without_ray_is_one_line_naming_the_extra(checkpoint, video, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where Ray is not installed
+    output = tmp_path / "labels.jsonl"
+    result = invoke("batch", video, "-o", output, "--engine", "ray", "-m", checkpoint, "--device", "cpu")
+    assert result.exit_code == 1
+    assert one_error_line(result) == (
+        'Error: --engine ray needs Ray: pip install "tsf-cli[ray]" (which is ray[data]>=2.51,<3)'
+    )
+
+
+def test_a_ray_address_without_the_ray_engine_is_a_usage_error(video, tmp_path):
+    result = invoke("batch", video, "-o", tmp_path / "labels.jsonl", "--ray-address", "auto")
+    assert result.exit_code == 2
+    assert one_error_line(result) == "Error: --ray-address goes with --engine ray"
+
+
+def test_a_folder_output_needs_the_ray_engine(video, tmp_path):
+    result = invoke("batch", video, "-o", f"{tmp_path}/labels/")
+    assert result.exit_code == 6
+    assert "a folder gets Parquet records from --engine ray" in one_error_line(result)

@@ -10,6 +10,7 @@ or nothing).
     results = tsf_cli.classify(["a.mp4", "b.mp4"], model="base-k400", top_k=5)
     summary = tsf_cli.batch(["videos/"], "labels.jsonl", resume=True)
     summary = tsf_cli.embed_files(["videos/"], "vectors.npz", pool="mean", resume=True)
+    summary = tsf_cli.batch(["s3://bucket/videos/"], "s3://bucket/labels/", engine="ray", ray_address="auto")
     timeline = tsf_cli.timeline("match.mp4", output=["match.srt", "match.html"])  # Timeline(.segments, .windows)
     explanation = tsf_cli.explain("a.mp4", model="demo", method="grad-rollout", output=["a.png"])
 
@@ -18,6 +19,7 @@ torch and PyAV are imported when a function first needs them, so ``import tsf_cl
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Iterable, Sequence
@@ -236,11 +238,13 @@ def batch(
     hop: float | None = None,
     min_probability: float | None = None,
     smooth: int | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
     observer: Observer | None = None,
 ) -> BatchSummary:
-    """Classify every file that ``sources`` name (folders, globs, .txt lists of paths, files) into ``output``
-    (.jsonl or .csv; ``-`` for standard output, in ``format`` "jsonl" or "csv"), one record per input, each written
-    as its video finishes.
+    """Classify every file that ``sources`` name (folders, globs, .txt lists of paths, files, URLs; or the same in
+    an object store: ``s3://bucket/videos/``) into ``output`` (.jsonl or .csv, a local file or an object; ``-`` for
+    standard output, in ``format`` "jsonl" or "csv"), one record per input, each written as its video finishes.
 
     ``resume`` continues an interrupted run: inputs the file already records are skipped (``retry_failed`` redoes
     recorded failures); ``overwrite`` starts the file again; without either an existing file is refused. The model
@@ -252,22 +256,32 @@ def batch(
     ``min_probability``, ``smooth``; None: its defaults) holding its segments, and its windows too with
     ``windows``; ``batch_size`` then counts windows, and ``timeout`` bounds the wait for a video's next window, so a
     long video is not cut short. Only .jsonl holds timelines: a video has any number of segments.
-    """
-    from .inference.runner import record_all, run
-    from .io.atomic import check_writable
-    from .io.records import STDOUT, open_record_sink
 
+    ``engine="ray"`` runs on Ray Data (``pip install "tsf-cli[ray]"``): on a Ray instance started for the run, or
+    on the cluster at ``ray_address`` (``auto``, ``host:port``), with the same records, timelines included. Its
+    ``output`` may also be a folder (a path ending in ``/``), which gets labels as Parquet files, one per block.
+    """
     _check_flags(resume, overwrite, retry_failed)
+    _check_engine(engine, ray_address, runtime)
     if timeline:
         _check_timeline_batch(output, format, clips, start, strict)
     elif windows or any(choice is not None for choice in (window, hop, min_probability, smooth)):
         raise UsageError("--windows, --window, --hop, --min-probability and --smooth go with --timeline")
-    if str(output) != STDOUT:
-        output = Path(output)
-        check_writable(output)  # before any work, the model's loading included
+    output = _checked_output(output, engine, resume, retry_failed, stdout_ok=True)
     paths = list_inputs(sources, recursive=recursive, exclude=[output], follow_links=follow_links)
     predictor, views = _prepare(
-        model, observer, revision, device, dtype, runtime, frames, sampling, stride, clips, crops, start
+        model,
+        observer,
+        revision,
+        _driver_device(engine, device),
+        dtype,
+        runtime,
+        frames,
+        sampling,
+        stride,
+        clips,
+        crops,
+        start,
     )
     workers = default_workers() if workers is None else workers
     if timeline:
@@ -282,27 +296,42 @@ def batch(
             smooth=DEFAULT_SMOOTH if smooth is None else smooth,
             top_k=top_k,
         )
+        if engine == "ray":
+            from .inference.ray_timeline import TimelineWork, session_timelines
+            from .inference.runner import Observer
+
+            work = TimelineWork(options, views, predictor.preprocess_config, batch_size, timeout, max_memory)
+            job = _ray_job(model, predictor, revision, device, dtype, work, ray_address)
+            timelines = functools.partial(session_timelines, **job, observer=observer or Observer())
+        else:
+
+            def timelines(todo: list[str]):
+                return run_timelines(
+                    predictor, todo, options, views, batch_size=batch_size, workers=workers, timeout=timeout,
+                    max_memory=max_memory, observer=observer,
+                )  # fmt: skip
 
         def records(todo: list[str]):
-            for record in run_timelines(
-                predictor, todo, options, views, batch_size=batch_size, workers=workers, timeout=timeout,
-                max_memory=max_memory, observer=observer,
-            ):  # fmt: skip
+            for record in timelines(todo):
                 yield record if windows or isinstance(record, VideoFailure) else replace(record, windows=None)
 
+    elif engine == "ray":
+        work = _ray_work(
+            predictor, views, top_k=top_k, batch_size=batch_size, timeout=timeout, strict=strict, max_memory=max_memory
+        )
+        job = _ray_job(model, predictor, revision, device, dtype, work, ray_address)
+        if _is_folder(output):
+            return _ray_record_folder(paths, output, job, resume, overwrite, observer)
+        records = _ray_records(job)
     else:
-
-        def records(todo: list[str]):
-            return run(
-                predictor, todo, views, top_k=top_k, batch_size=batch_size, workers=workers, timeout=timeout,
-                strict=strict, max_memory=max_memory,
-            )  # fmt: skip
-
-    sink = open_record_sink(
+        options = {"top_k": top_k, "batch_size": batch_size, "workers": workers, "timeout": timeout}
+        options |= {"strict": strict, "max_memory": max_memory}
+        records = functools.partial(_local_records, predictor, views, options)
+    sink = _record_sink(
         output, top_k=top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed, format=format
     )
     with sink:
-        return record_all(paths, sink, records, output=str(output), observer=observer)
+        return _record_all(paths, sink, records, str(output), observer)
 
 
 def _check_timeline_batch(output, format: str | None, clips: int | None, start: float | None, strict: bool) -> None:
@@ -398,40 +427,167 @@ def embed_files(
     crops: int | None = None,
     start: float | None = None,
     strict: bool = False,
+    engine: str = "local",
+    ray_address: str | None = None,
     observer: Observer | None = None,
 ) -> BatchSummary:
     """One embedding per file that ``sources`` name, into ``output``: .npy (+ .json sidecar), .npz, .safetensors,
     .parquet or .jsonl, chosen by the suffix and written atomically at the end.
 
     Until then finished vectors go to ``<output>.partial.jsonl``, which ``resume`` continues; ``retry_failed`` and
-    ``overwrite`` work as for ``batch``. Failed inputs are listed in the file's metadata.
+    ``overwrite`` work as for ``batch``. Failed inputs are listed in the file's metadata. ``engine`` and
+    ``ray_address`` work as for ``batch``; with Ray, ``output`` may also be a folder of Parquet records (a path
+    ending in ``/``) whose ``embedding`` column holds the vectors.
     """
-    from .inference.runner import record_all, run
-    from .io.atomic import check_writable
+    from .inference.runner import check_options
     from .io.embeddings import get_embedding_writer, open_embedding_journal
 
     _check_flags(resume, overwrite, retry_failed)
-    output = Path(output)
-    get_embedding_writer(output)  # an unsupported format fails before any video is decoded
-    check_writable(output)
-    side_files = [output, output.with_name(output.name + ".json"), output.with_name(output.name + ".partial.jsonl")]
+    _check_engine(engine, ray_address, runtime)
+    check_options(1, pool, batch_size)
+    output = _checked_output(output, engine, resume, retry_failed, stdout_ok=False)
+    if not _is_folder(output):
+        if isinstance(output, str):
+            raise OutputError(
+                f"{output}: embedding files are written here, not to an object store: write a local "
+                "file, or a folder of Parquet records (ending in /) with --engine ray"
+            )
+        get_embedding_writer(output)  # an unsupported format fails before any video is decoded
+    side_files = [output, *(f"{output}{suffix}" for suffix in (".json", ".partial.jsonl"))]
     paths = list_inputs(sources, recursive=recursive, exclude=side_files, follow_links=follow_links)
     predictor, views = _prepare(
-        model, observer, revision, device, dtype, runtime, frames, sampling, stride, clips, crops, start
+        model,
+        observer,
+        revision,
+        _driver_device(engine, device),
+        dtype,
+        runtime,
+        frames,
+        sampling,
+        stride,
+        clips,
+        crops,
+        start,
     )
-    workers = default_workers() if workers is None else workers
-    options = {
-        "pool": pool,
-        "batch_size": batch_size,
-        "workers": workers,
-        "timeout": timeout,
-        "strict": strict,
-        "max_memory": max_memory,
-    }
-    with open_embedding_journal(output, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as journal:
-        return record_all(
-            paths, journal, lambda todo: run(predictor, todo, views, **options), output=str(output), observer=observer
+    if engine == "ray":
+        work = _ray_work(
+            predictor, views, pool=pool, batch_size=batch_size, timeout=timeout, strict=strict, max_memory=max_memory
         )
+        job = _ray_job(model, predictor, revision, device, dtype, work, ray_address)
+        if _is_folder(output):
+            return _ray_record_folder(paths, output, job, resume, overwrite, observer)
+        records = _ray_records(job)
+    else:
+        workers = default_workers() if workers is None else workers
+        options = {"pool": pool, "batch_size": batch_size, "workers": workers, "timeout": timeout}
+        options |= {"strict": strict, "max_memory": max_memory}
+        records = functools.partial(_local_records, predictor, views, options)
+    with open_embedding_journal(output, resume=resume, overwrite=overwrite, retry_failed=retry_failed) as journal:
+        return _record_all(paths, journal, records, str(output), observer)
+
+
+ENGINES = ("local", "ray")
+
+
+def _check_engine(engine: str, ray_address: str | None, runtime: str) -> None:
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")
+    if ray_address is not None and engine != "ray":
+        raise UsageError("--ray-address goes with --engine ray")
+    if engine == "ray" and runtime != "torch":
+        raise UsageError(f"--runtime {runtime} runs on the local engine: Ray's model actors run the torch runtime")
+    if engine == "ray":
+        from .inference.ray_session import require_ray
+
+        require_ray()  # before any work: a missing extra is found in a second, not after the model loaded
+
+
+def _checked_output(output, engine: str, resume: bool, retry_failed: bool, *, stdout_ok: bool):
+    """``output`` as the run writes it: a Path for a local file, a str for ``-``, an object store's URI and a folder
+    (which keeps its final slash); checked before any work, the model's loading included."""
+    from .io.atomic import check_writable
+    from .io.objects import is_uri
+    from .io.records import STDOUT
+
+    if stdout_ok and str(output) == STDOUT:
+        return STDOUT
+    folder = _is_folder(output)
+    if folder and engine != "ray":
+        raise OutputError(f"{output}: a folder gets Parquet records from --engine ray; write a file here")
+    if folder and retry_failed:
+        raise UsageError(
+            "--retry-failed would record a video twice in a folder of Parquet files, which are never "
+            "rewritten: use another folder"
+        )
+    if not is_uri(output):
+        check_writable(output, folder=folder)
+    if folder:  # absolute: Ray's writers run in other processes, with other working directories
+        return os.path.join(str(output) if is_uri(output) else os.path.abspath(output), "")
+    return str(output) if is_uri(output) else Path(output)
+
+
+def _is_folder(output) -> bool:
+    from .io.record_tables import is_record_folder
+
+    return output != "-" and is_record_folder(output)
+
+
+def _driver_device(engine: str, device: str) -> str:
+    # With Ray the model runs in actors; this process loads it only to check it and learn its views, on its CPU.
+    return "cpu" if engine == "ray" else device
+
+
+def _record_sink(output, **options):
+    from .io.objects import is_uri
+
+    if isinstance(output, str) and is_uri(output):
+        from .io.object_records import ObjectRecordSink
+
+        options.pop("format")
+        return ObjectRecordSink(output, **options)
+    from .io.records import open_record_sink
+
+    return open_record_sink(output, **options)
+
+
+def _record_all(paths, sink, records, output: str, observer) -> BatchSummary:
+    from .inference.runner import record_all
+
+    return record_all(paths, sink, records, output=output, observer=observer)
+
+
+def _local_records(predictor, views, options, todo: list[str]):
+    from .inference.runner import run
+
+    return run(predictor, todo, views, **options)
+
+
+def _ray_work(predictor, views, **options):
+    from .inference.ray_runner import Work
+    from .inference.runner import check_options
+
+    check_options(options.get("top_k", 1), options.get("pool"), options["batch_size"])
+    return Work(views, predictor.preprocess_config, **options)
+
+
+def _ray_job(model, predictor, revision, device, dtype, work, address) -> dict:
+    """What a Ray run needs besides its paths. Its model actors load the model by its name, where they run: this
+    process's copy (which checked it) never travels."""
+    name = model if isinstance(model, str) else predictor.info.name
+    return {"model": name, "revision": revision, "device": device, "dtype": dtype, "work": work, "address": address}
+
+
+def _ray_records(job: dict):
+    from .inference.ray_runner import session_records
+
+    return functools.partial(session_records, **job)
+
+
+def _ray_record_folder(paths, output, job: dict, resume, overwrite, observer) -> BatchSummary:
+    from .inference.ray_runner import record_folder
+    from .inference.runner import Observer
+
+    return record_folder(paths, str(output), **job, resume=resume, overwrite=overwrite, observer=observer or Observer())
 
 
 def explain(

@@ -80,3 +80,7 @@ class WorkerStartError(TsfError):
     """A decoding process that exited, or never said it was ready, before it took any video."""
 
     exit_code = 1
+
+
+class EngineError(TsfError):
+    """An engine that cannot run: Ray not installed for ``--engine ray``, or no Ray cluster at ``--ray-address``."""

@@ -301,3 +301,17 @@ class Explanation:
     model: ModelInfo
     attention_type: str
     warnings: tuple[str, ...] = ()  # what the frames cannot show (padded clips, a still picture)
+
+
+def record_from_dict(record: dict) -> VideoResult | VideoEmbedding | VideoFailure:
+    """The result whose ``to_dict()`` is ``record``: what a record is after a trip through JSON (from another process
+    or machine), back as the object every writer takes."""
+    if record["status"] == "error":
+        return VideoFailure(record["path"], record["error"], record["message"])
+    clips = tuple(ClipFrames(tuple(c["indices"]), tuple(c["timestamps"]), c["padded"]) for c in record["clips"])
+    model, warnings = ModelInfo(**record["model"]), tuple(record["warnings"])
+    if "vector" in record:
+        vector = np.asarray(record["vector"], dtype=np.float32)
+        return VideoEmbedding(record["path"], vector, record["pool"], clips, model, warnings)
+    predictions = tuple(Prediction(p["label"], p["index"], p["probability"]) for p in record["predictions"])
+    return VideoResult(record["path"], predictions, clips, record["crops"], model, warnings)

@@ -36,6 +36,11 @@ class RecordFormat(str, Enum):
     csv = "csv"
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class Runtime(str, Enum):
     torch = "torch"
     onnx = "onnx"
@@ -97,6 +102,13 @@ StrictOpt = Annotated[
 ]
 
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output file; its extension picks the format.")]
+EngineOpt = Annotated[
+    Engine, typer.Option(help="local: this machine; ray: Ray Data, on this machine or a cluster (tsf-cli\\[ray]).")
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(help="--engine ray: the cluster's address, auto or host:port. \\[default: a Ray started for the run]"),
+]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")]
 FollowLinksOpt = Annotated[
     bool, typer.Option("--follow-links", help="With -r, descend into links to folders too (each real folder once).")

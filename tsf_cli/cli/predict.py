@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,15 +19,17 @@ from .options import (
     DeviceOpt,
     DType,
     DTypeOpt,
+    Engine,
+    EngineOpt,
     FollowLinksOpt,
     FramesOpt,
     HopOpt,
     MaxMemoryOpt,
     MinProbabilityOpt,
     ModelOpt,
-    OutputOpt,
     OverwriteOpt,
     Pool,
+    RayAddressOpt,
     RecordFormat,
     RecursiveOpt,
     ResumeOpt,
@@ -111,7 +112,13 @@ def classify(
 def batch(
     sources: SourcesArg,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Output file, .jsonl or .csv; - for standard output (see --format).")
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file, .jsonl or .csv (s3://... too); - for standard output (see --format); with --engine ray "
+            "also a folder/ of Parquet files.",
+        ),
     ],
     recursive: RecursiveOpt = False,
     follow_links: FollowLinksOpt = False,
@@ -148,6 +155,8 @@ def batch(
     hop: HopOpt = None,
     min_probability: MinProbabilityOpt = None,
     smooth: SmoothOpt = None,
+    engine: EngineOpt = Engine.local,
+    ray_address: RayAddressOpt = None,
 ):
     """Classify every file of folders, globs or lists into OUTPUT (.jsonl or .csv), one record per input.
 
@@ -188,6 +197,8 @@ def batch(
             hop=hop,
             min_probability=min_probability,
             smooth=smooth,
+            engine=value(engine),
+            ray_address=ray_address,
             observer=progress,
         )
     _finish(summary, sources)
@@ -195,7 +206,14 @@ def batch(
 
 def embed(
     sources: SourcesArg,
-    output: OutputOpt,
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file; its extension picks the format. With --engine ray also a folder/ of Parquet files.",
+        ),
+    ],
     pool: Annotated[
         Pool, typer.Option(help="cls: the final-norm CLS token; mean: the mean of the patch tokens.")
     ] = Pool.cls,
@@ -220,6 +238,8 @@ def embed(
     revision: RevisionOpt = None,
     max_memory: MaxMemoryOpt = None,
     strict: StrictOpt = False,
+    engine: EngineOpt = Engine.local,
+    ray_address: RayAddressOpt = None,
 ):
     """One embedding per video into OUTPUT: .npy (+ .json sidecar), .npz, .safetensors, .parquet or .jsonl.
 
@@ -252,6 +272,8 @@ def embed(
             start=start,
             max_memory=max_memory or api.DEFAULT_MAX_MEMORY,
             strict=strict,
+            engine=value(engine),
+            ray_address=ray_address,
             observer=progress,
         )
     _finish(summary, sources)

@@ -2,8 +2,9 @@
 
 ``run`` is the one road from paths to records that every command takes (classify, batch, embed, eval): whatever
 goes wrong with one file becomes that file's ``VideoFailure``, never an exception, and views of several videos go
-through the model together. ``record_all`` adds what a long run needs on top: a sink that already holds earlier
-records (``--resume``), and an ``Observer`` told about progress.
+through the model together (``predict``, which the Ray engine's model actors share: ``ray_runner.py``).
+``record_all`` adds what a long run needs on top: a sink that already holds earlier records (``--resume``), and an
+``Observer`` told about progress.
 
 One ``timeout`` per video, enforced once: by the worker pool when decoding runs in workers (it stops a decoder stuck
 anywhere, in FFmpeg's C code too), else by the decoder's own deadline, checked between packets. ``outcomes`` is that
@@ -93,22 +94,42 @@ def run(
     A video whose views come with warnings (``VideoViews.warnings``) is a failure with ``strict``, a record that
     carries them without.
     """
+    check_options(top_k, pool, batch_size)
+    views = views or predictor.default_views
+    loaded = load_all(paths, views, predictor.preprocess_config, workers, timeout, max_memory)
+    yield from predict(predictor, loaded, top_k=top_k, pool=pool, batch_size=batch_size, strict=strict)
+
+
+def check_options(top_k: int, pool: str | None, batch_size: int) -> None:
+    """ValueError for options no engine can run with."""
     if pool is not None and pool not in POOLS:
         raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     if top_k < 1:
         raise ValueError(f"top-k must be at least 1, got {top_k}")
-    views = views or predictor.default_views
+
+
+def predict(
+    predictor: BasePredictor,
+    loaded: Iterable[VideoViews | VideoFailure],
+    *,
+    top_k: int = 5,
+    pool: str | None = None,
+    batch_size: int = 4,
+    strict: bool = False,
+) -> Iterator[Record]:
+    """The records of videos already loaded (their views, or their failures), views of up to ``batch_size`` videos
+    through the model at once: the model's half of ``run``, which another engine (Ray's model actors) shares."""
     batch: list[VideoViews] = []
-    for loaded in load_all(paths, views, predictor.preprocess_config, workers, timeout, max_memory):
-        if isinstance(loaded, VideoFailure):
-            yield loaded
+    for item in loaded:
+        if isinstance(item, VideoFailure):
+            yield item
             continue
-        if strict and loaded.warnings:
-            yield VideoFailure(loaded.path, "Warning", f"{loaded.path}: {'; '.join(loaded.warnings)} (--strict)")
+        if strict and item.warnings:
+            yield VideoFailure(item.path, "Warning", f"{item.path}: {'; '.join(item.warnings)} (--strict)")
             continue
-        batch.append(loaded)
+        batch.append(item)
         if len(batch) >= batch_size:
             yield from _run_batch(predictor, batch, top_k, pool)
             batch = []

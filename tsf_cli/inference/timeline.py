@@ -19,11 +19,13 @@ import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..io.objects import is_uri, open_object
 from ..media.decode import FrameTimes, stream_frames
 from ..media.limits import DEFAULT_MAX_MEMORY, DecodeLimits
 from ..media.preprocess import PreprocessConfig, crop_views
@@ -112,10 +114,14 @@ def window_views(
     def wanted(times: np.ndarray) -> np.ndarray:
         return _plan(times, options, views).wanted()
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsf-resize") as resizer:
+    # an object store's video is read in ranged requests (views.decode_clips does the same for clips)
+    with (
+        open_object(path) if is_uri(path) else nullcontext(path) as source,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsf-resize") as resizer,
+    ):
         # full-size frames held at once: those waiting for the resizer, the one being resized, the one decoding
         held = _RESIZING_AHEAD + 2
-        for item in stream_frames(path, wanted, held=held, stream=views.stream, limits=limits):
+        for item in stream_frames(source, wanted, held=held, stream=views.stream, limits=limits):
             if isinstance(item, FrameTimes):
                 plan = _plan(item.times, options, views)
                 still_needed = plan.still_needed()
@@ -200,15 +206,19 @@ class _Assembler:
 
     def _classify(self) -> None:
         batch, self.pending = self.pending, []
-        pixels = np.concatenate([views.pixels for _, views in batch])  # (windows * crops, T, h, w, 3) uint8
-        per_view = self.predictor.probabilities(pixels)  # (windows * crops, labels)
-        per_window = per_view.reshape(len(batch), -1, per_view.shape[-1]).mean(1)  # averaged over the crops
-        for (path, views), mean in zip(batch, per_window, strict=True):
-            video = self.videos[path]
-            video.predictions[views.number] = top_predictions(self.predictor.labels, mean, self.options.top_k)
+        predictions = classify_windows(self.predictor, [views.pixels for _, views in batch], self.options.top_k)
+        for (path, views), top in zip(batch, predictions, strict=True):
+            self.videos[path].predictions[views.number] = top
         for path in dict.fromkeys(path for path, _ in batch):
             video = self.videos[path]
             self.observer.windows(path, len(video.predictions), len(video.plan))
+
+
+def classify_windows(predictor: Predictor, windows: Sequence[np.ndarray], top_k: int) -> list[tuple[Prediction, ...]]:
+    """The top-k of each window's views (crops, T, h, w, 3) uint8, in one batch, averaged over its crops."""
+    per_view = predictor.probabilities(np.concatenate(windows))  # (windows * crops, labels)
+    per_window = per_view.reshape(len(windows), -1, per_view.shape[-1]).mean(1)
+    return [top_predictions(predictor.labels, mean, top_k) for mean in per_window]
 
 
 def build_timeline(

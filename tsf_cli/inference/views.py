@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..io.objects import is_uri, open_object
 from ..media.decode import SampledVideo, sample_video
 from ..media.limits import DecodeLimits
 from ..media.preprocess import PreprocessConfig, crop_views
@@ -94,9 +95,16 @@ def load_views(
 
 def decode_clips(path: str, options: ViewOptions, limits: DecodeLimits = DecodeLimits()) -> SampledVideo:
     """The decoded clips whose views inference takes: what ``load_views`` cuts them from (and ``tsf explain``
-    draws on)."""
+    draws on). A path in an object store (``s3://...``) is read in ranged requests, not downloaded first."""
+    if is_uri(path):
+        with open_object(path) as file:
+            return _sample(file, options, limits)
+    return _sample(path, options, limits)
+
+
+def _sample(source, options: ViewOptions, limits: DecodeLimits) -> SampledVideo:
     return sample_video(
-        path,
+        source,
         options.frames,
         options.sampling,
         clips=options.clips,

@@ -1,5 +1,5 @@
 """What the sources of a batch name: folders, globs, ``.txt`` lists of paths, single files as absolute paths, and
-http(s) URLs as they are.
+http(s) URLs as they are; the same in object stores, as URIs (``objects.py``).
 
 Every entry a listing finds is an input, whatever its extension or kind: a text file, a FIFO, a device, a broken or
 looping link among videos gets an error record (the decoder names what it is, and never opens a FIFO) rather than
@@ -39,13 +39,19 @@ def list_inputs(
 
     ``recursive`` descends into sub-folders (and lets ``**`` in a glob span folders); ``follow_links`` also into
     links to folders. Absolute paths make ``--resume`` match its records whatever the working directory.
-    ``exclude`` keeps tsf's own output files out of the list.
+    ``exclude`` keeps tsf's own output files out of the list. A source in an object store (``s3://...``) names
+    objects by the same rules (``objects.list_objects``); a .txt list may name them too.
     """
     import glob
 
+    from .objects import is_uri, list_objects
+
+    exclude = [str(p) for p in exclude]
     if is_url(source):
         return [source]
-    excluded = {os.path.abspath(p) for p in exclude}
+    if is_uri(source):
+        return [uri for uri in list_objects(source, recursive=recursive) if uri not in exclude]
+    excluded = {os.path.abspath(p) for p in exclude if not is_uri(p)}
     expanded = os.path.expanduser(source)
     path = Path(expanded)
     if path.is_dir():
@@ -56,7 +62,10 @@ def list_inputs(
         except (OSError, UnicodeDecodeError) as exc:
             raise TsfError(f"{source}: cannot read the list of paths ({exc})") from exc
         entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-        found = [entry if is_url(entry) else str(path.parent / Path(entry).expanduser()) for entry in entries]
+        found = [
+            entry if is_url(entry) or is_uri(entry) else str(path.parent / Path(entry).expanduser())
+            for entry in entries
+        ]
     elif os.path.lexists(expanded):  # a file, or a FIFO, device or broken link named on its own: its record says
         found = [expanded]
     elif glob.has_magic(source):
@@ -65,7 +74,7 @@ def list_inputs(
             raise TsfError(f"{source}: the pattern matches no file")
     else:
         raise TsfError(f"{source}: no such file, folder or matching glob")
-    absolute = (p if is_url(p) else os.path.abspath(p) for p in found)
+    absolute = (p if is_url(p) or is_uri(p) else os.path.abspath(p) for p in found)
     return sorted(dict.fromkeys(p for p in absolute if p not in excluded))
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -165,6 +166,35 @@ def _readable_to_the_end(path: str, deadline: float) -> bool:
         return True
     except OSError:
         return False
+
+
+@contextmanager
+def open_file_container(file: BinaryIO, limits: DecodeLimits):
+    """A container on an open, seekable binary file object (an object store's ranged reader, say), read from its
+    start; errors name ``file.name``. The file stays open for its owner to close: a second pass reopens it here."""
+    path = file.name
+    file.seek(0)
+    try:
+        # no container_options: a file object reads through PyAV's own I/O, where FFmpeg's protocols play no part
+        container = av.open(
+            file, metadata_errors="replace", timeout=limits.timeout_s, options={"max_pixels": str(limits.max_pixels)}
+        )
+    except av.error.ExitError as exc:
+        raise VideoError(path, f"gave up opening after {limits.timeout_s:g} s (DecodeLimits.timeout_s)") from exc
+    except av.error.FFmpegError as exc:
+        raise VideoError(path, f"not a video FFmpeg can read ({reason(exc)})") from exc
+    except OSError as exc:  # the file object's own reads failed (a network error, say)
+        raise VideoError(path, f"cannot read: {exc}") from exc
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def _open_source(source, limits: DecodeLimits):
+    if isinstance(source, (str, os.PathLike)):
+        return open_container(source, limits)
+    return open_file_container(source, limits)
 
 
 def read_failure(path: str, exc: Exception, limits: DecodeLimits) -> VideoError:
@@ -674,18 +704,21 @@ def stream_frames(
     times as ``plan`` did. Nothing is kept here once given, so a consumer that drops what it no longer needs holds
     only that, however long the video. ``held``: the most frames the consumer keeps at once, for the memory budget
     (``limits.max_memory``), checked from the stream's header before any frame is decoded. ``report`` collects what
-    the file, its packets and the decoder say is missing or damaged.
+    the file, its packets and the decoder say is missing or damaged. ``path`` may also be an open, seekable binary
+    file object with a ``name`` (see ``open_file_container``).
     """
-    path = os.fspath(path)
+    source = path
+    local = isinstance(source, (str, os.PathLike))
+    path = os.fspath(source) if local else source.name
     deadline = limits.deadline()
     report = report if report is not None else DecodeReport()
     try:
-        with open_container(path, limits) as container:
+        with _open_source(source, limits) as container:
             chosen = _choose_stream(container, path, stream, limits)
             stream = chosen.index  # PyAV objects die with their container; keep plain values only
             context = chosen.codec_context
             budget = memory_budget(path, context.width, context.height, context.pix_fmt, held, limits)
-            report.found += _file_warnings(container, path)
+            report.found += _file_warnings(container, path, readable=local and not is_url(path))
             _prepare_decoder(chosen, budget)
             index = _read_index(container, chosen, path, limits, deadline)
             report.found += index.warnings
@@ -702,7 +735,7 @@ def stream_frames(
             yield FrameTimes(index.times)  # the frames given so far all come again
         times = index.times
         for _ in range(2):
-            with open_container(path, limits) as container:
+            with _open_source(source, limits) as container:
                 chosen = _choose_stream(container, path, stream, limits)
                 _prepare_decoder(chosen, budget)
                 all_pts: list[int | None] = []
@@ -757,14 +790,15 @@ def sample_video(
     segment. ``stream`` is a stream index as ``probe`` lists them (default: the best video stream).
 
     A video shorter than a clip repeats its last frame; ``Clip.padded`` counts the repeats, and the warnings say so.
+    ``path`` may also be an open, seekable binary file object with a ``name`` (see ``open_file_container``).
     """
     check_sampling(num_frames, sampling, clips, frame_sample_rate, target_fps, start)
-    path = os.fspath(path)
+    name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else path.name
     choice = dict(sampling=sampling, clips=clips, frame_sample_rate=frame_sample_rate, target_fps=target_fps)
 
     def planned(times: np.ndarray) -> list[tuple[np.ndarray, int]]:
         if start is not None and start > times[-1]:
-            raise VideoError(path, f"start {start:g} s is past the last frame (at {times[-1]:.3f} s)")
+            raise VideoError(name, f"start {start:g} s is past the last frame (at {times[-1]:.3f} s)")
         return plan_clips(len(times), times, num_frames, start=start, seed=seed, **choice)
 
     def wanted(times: np.ndarray) -> list[int]:
@@ -793,16 +827,16 @@ def _times_of(all_pts: list, stream) -> np.ndarray:
     return np.arange(len(all_pts), dtype=np.float64) / _declared_rate(stream)
 
 
-def _file_warnings(container, path: str) -> list[str]:
+def _file_warnings(container, path: str, readable: bool) -> list[str]:
     """Before indexing: a file named as a container that only probes as raw codec data is refused; one that ends
     before its header says, whose checksums or structure fail, or whose format is not the one its name says, gets a
-    warning. (A URL is not read twice for this.)"""
+    warning. (Only a local file is ``readable`` again for this: a URL or an object store's file object is not.)"""
     demuxer = container.format.name
     refusal, mismatch = format_check(path, demuxer)
     if refusal:
         raise VideoError(path, refusal)
     found = [mismatch] if mismatch else []
-    if is_url(path):
+    if not readable:
         return found
     found.append(container_damage(path))
     if "matroska" in demuxer:

@@ -32,6 +32,9 @@ class DecodeLimits:
     # bytes one video may hold while it is decoded (see memory_budget): a file of a few hundred bytes can claim frames
     # of 8000x8000, and a decoder allocates what the header claims
     max_memory: int = DEFAULT_MAX_MEMORY
+    # FFmpeg's decoding threads per video: 0 lets FFmpeg choose (about one per core); 1 where a scheduler gave the
+    # task one CPU (a Ray task), so that many decoders side by side do not each spread over every core
+    threads: int = 0
 
     def deadline(self) -> float:
         """When a call starting now must give up, on the ``time.monotonic()`` clock."""
