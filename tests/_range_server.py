@@ -4,6 +4,7 @@ redirect, can serve over TLS, and records what it was asked for: the URL tests' 
     with RangeServer(folder) as server:
         url = server.url("video.mp4")      # http://127.0.0.1:PORT/video.mp4
         ...                                # server.requests: (method, path, Range header) of each request
+        server.stall_after = 20_000        # from now on each response stops answering after 20,000 bytes
 """
 
 from __future__ import annotations
@@ -74,7 +75,10 @@ class _Handler(BaseHTTPRequestHandler):
             left = end - start + 1
             try:
                 while left > 0:
-                    chunk = f.read(min(left, 64 * 1024))
+                    if server.stall_after is not None and end - start + 1 - left >= server.stall_after:
+                        server.released.wait()  # a server that stops answering mid-response, until the test ends
+                        break
+                    chunk = f.read(min(left, 64 * 1024, server.stall_after or 64 * 1024))
                     if not chunk:
                         break
                     self.wfile.write(chunk)
@@ -100,6 +104,8 @@ class RangeServer(ThreadingHTTPServer):
         self.ranges = ranges
         self.requests: list = []
         self.redirects: dict[str, str] = {}
+        self.stall_after: int | None = None  # bytes of each response after which it stops answering
+        self.released = threading.Event()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     def handle_error(self, request, client_address):  # a client that closes a kept-alive connection: normal
@@ -110,6 +116,7 @@ class RangeServer(ThreadingHTTPServer):
         return self
 
     def __exit__(self, *exc) -> None:
+        self.released.set()
         self.shutdown()
         self.server_close()
         self._thread.join()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from tests._models import COMMIT, checkpoint_files, make_hub_cache
@@ -369,6 +371,15 @@ def test_help_is_fast_because_it_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
     assert invoke("--help").exit_code == 0
+
+
+def test_every_help_text_shows_its_bracketed_notes():
+    """Help texts are Rich markup: an unescaped [default: ...] or [onnx] is taken for a tag and vanishes."""
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():
+        for param in command.params:
+            unescaped = re.findall(r"(?<!\\)\[[^\]]*\]", getattr(param, "help", None) or "")
+            assert not unescaped, f"tsf {name} {param.opts[0]}: {unescaped}"
 
 
 def test_batch_to_standard_output_for_pipelines(checkpoint, videos):

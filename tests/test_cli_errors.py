@@ -89,6 +89,30 @@ def test_an_unknown_device_is_a_bad_value_exit_2_and_a_missing_one_exit_7(checkp
     assert invoke("classify", video, "--model", checkpoint, "--device", "cuda").exit_code == 7
 
 
+def test_what_the_system_refuses_is_one_line_not_a_traceback(checkpoint, video, tmp_path):
+    """Python's Path.is_dir() raises for what it does not expect (a folder it may not enter, a name too long); as
+    root no permission is refused, so a name longer than the file system takes (ENAMETOOLONG) stands in."""
+    too_long = "a" * 5000
+    for args in (
+        ["batch", too_long, "-o", tmp_path / "out.jsonl", "--model", checkpoint],
+        ["batch", video, "-o", tmp_path / too_long / "out.jsonl", "--model", checkpoint],
+    ):
+        result = invoke(*args)
+        assert not isinstance(result.exception, OSError), result.exception
+        assert result.exit_code == 1 and "File name too long" in one_error_line(result)
+
+
+def test_what_an_output_cannot_be_is_refused_before_the_model_loads(video, tmp_path):
+    missing_model = tmp_path / "no-model-here"  # loading it first would fail otherwise, with exit 4
+    for args, message in (
+        (["-o", "-", "--resume"], "--resume needs an output file to read back, not -"),
+        (["-o", tmp_path / "out.jsonl", "--format", "csv"], "--format csv disagrees with the file's suffix"),
+        (["-o", f"{tmp_path}/out/", "--format", "csv", "--engine", "ray"], "a folder gets Parquet records"),
+    ):
+        result = invoke("batch", video, "--model", missing_model, *args)
+        assert result.exit_code == 2 and message in one_error_line(result), result.output
+
+
 def test_tsf_alone_prints_the_help():
     result = invoke()
     assert result.exit_code == 0 and "Commands" in result.stdout and result.stderr == ""
@@ -176,9 +200,7 @@ def test_the_ray_engine_without_ray_is_one_line_naming_the_extra(checkpoint, vid
     output = tmp_path / "labels.jsonl"
     result = invoke("batch", video, "-o", output, "--engine", "ray", "-m", checkpoint, "--device", "cpu")
     assert result.exit_code == 1
-    assert one_error_line(result) == (
-        'Error: --engine ray needs Ray: pip install "tsf-cli[ray]" (which is ray[data]>=2.51,<3)'
-    )
+    assert one_error_line(result) == ('Error: --engine ray needs Ray (ray[data]>=2.51,<3): pip install "tsf-cli[ray]"')
 
 
 def test_a_ray_address_without_the_ray_engine_is_a_usage_error(video, tmp_path):

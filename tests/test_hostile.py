@@ -148,6 +148,11 @@ def test_the_memory_limit_is_the_user_s_to_raise_or_lower(checkpoint, tmp_path):
         "batch", video, "-o", out, "--model", checkpoint, "--frames", "8", "--max-memory", "8M", "--workers", "0"
     )
     assert batch.exit_code == 8 and "over the limit of 8 MiB" in json.loads(out.read_text())["message"]
+    for command in ("explain", "timeline"):  # every command that decodes takes the limit
+        args = [command, video, "--model", checkpoint, "--frames", "8", "--max-memory", "1M"]
+        outputs = ["-o", tmp_path / "why.npz"] if command == "explain" else []
+        refused = invoke(*args, *outputs)
+        assert refused.exit_code == 3 and "over the limit of 1 MiB" in refused.stderr, (command, refused.output)
     assert invoke("classify", video, "--model", checkpoint, "--max-memory", "lots").exit_code == 2
 
 
@@ -211,6 +216,26 @@ def test_a_matroska_file_cut_at_90_percent_says_what_is_missing(tmp_path, suffix
     warnings = sample_video(truncate_file(whole, tmp_path / f"c{suffix}", keep=0.9), 8).warnings
     assert warnings[0].startswith("truncated: its Matroska header says") and warnings[0].endswith("(90%)")
     assert "frame(s) at the end are missing (cut short?)" in warnings[1]
+
+
+def test_a_damaged_file_s_timeline_says_so_and_strict_fails_it(checkpoint, tmp_path):
+    """Timelines recorded a cut file as ok with no word: their decoding's findings were dropped."""
+    cut = truncate_file(make_video(tmp_path / "w.mkv", frames=48, gop=12), tmp_path / "cut.mkv", keep=0.9)
+    shown = invoke("timeline", cut, "--model", checkpoint, "--json")
+    assert shown.exit_code == 0 and "Warning: " in shown.stderr and "truncated" in shown.stderr
+    (timeline,) = json.loads(shown.stdout)["results"]
+    assert timeline["warnings"][0].startswith("truncated: its Matroska header says")
+    assert invoke("timeline", cut, "--model", checkpoint, "--strict").exit_code == 3
+    whole = json.loads(invoke("timeline", tmp_path / "w.mkv", "--model", checkpoint, "--json").stdout)
+    assert whole["results"][0]["warnings"] == []
+    out = tmp_path / "t.jsonl"
+    for workers in ("0", "1"):  # decoded here and in a decoding process
+        args = ["batch", cut, tmp_path / "w.mkv", "-o", out, "--timeline", "--model", checkpoint, "--overwrite"]
+        batch = invoke(*args, "--workers", workers, "--strict")
+        assert batch.exit_code == 8
+        records = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
+        assert (records["cut.mkv"]["status"], records["cut.mkv"]["error"]) == ("error", "Warning")
+        assert records["w.mkv"]["status"] == "ok" and records["w.mkv"]["warnings"] == []
 
 
 def test_a_flipped_time_scale_bit_is_a_warning(tmp_path):

@@ -204,7 +204,9 @@ def test_sources_and_outputs_in_an_object_store(cluster, s3, videos, options, tm
     (expected,) = _jsonl(tmp_path / "v0.jsonl").values()
     _assert_same_records({"v0": {**records["s3://vids/in/v0.mp4"], "path": "v0"}}, {"v0": {**expected, "path": "v0"}})
 
-    parquet = api.batch(["s3://vids/in/"], "s3://vids/parquet/", engine="ray", **options)
+    # the query configures the store: the folder's slash goes before it
+    query = f"?endpoint_override={os.environ['AWS_ENDPOINT_URL'].partition('://')[2]}&scheme=http"
+    parquet = api.batch(["s3://vids/in/"], "s3://vids/parquet/" + query, engine="ray", **options)
     assert (parquet.total, parquet.failed) == (4, 1)
     filesystem, root = filesystem_and_path("s3://vids/parquet/")
     table = pq.read_table(root, filesystem=filesystem)
@@ -254,9 +256,10 @@ def test_timelines_are_the_local_engines(cluster, videos, options, tmp_path):
     _assert_close(ray_records, local_records)
 
 
-def test_the_command_takes_the_engine(cluster, videos, checkpoint, tmp_path):
+def test_the_command_takes_the_engine(cluster, videos, checkpoint, tmp_path, monkeypatch):
     output = tmp_path / "labels.jsonl"
-    args = ["batch", videos / "v2.mp4", "-o", output, "--engine", "ray", "-m", checkpoint, "--device", "cpu"]
+    monkeypatch.chdir(checkpoint.parent)  # a model folder named relative to here, where the actors are not
+    args = ["batch", videos / "v2.mp4", "-o", output, "--engine", "ray", "-m", checkpoint.name, "--device", "cpu"]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     (record,) = _jsonl(output).values()

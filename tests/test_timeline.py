@@ -4,6 +4,7 @@ process as from worker processes."""
 
 from __future__ import annotations
 
+import time
 import weakref
 
 import av
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests._videos import drop_leading_packets, make_text, make_video
+from tsf_cli.errors import VideoError
 from tsf_cli.inference import timeline as timeline_module
 from tsf_cli.inference.predictor import Predictor
 from tsf_cli.inference.timeline import (
@@ -25,6 +27,7 @@ from tsf_cli.inference.views import ViewOptions
 from tsf_cli.inference.windows import WindowPlan, default_window, plan_windows
 from tsf_cli.media import decode
 from tsf_cli.media.decode import FrameTimes, stream_frames
+from tsf_cli.media.limits import DecodeLimits
 from tsf_cli.media.preprocess import crop_views
 from tsf_cli.media.sampling import plan_clips, plan_window
 from tsf_cli.presets import get_preset
@@ -130,6 +133,20 @@ def test_stream_frames_gives_each_wanted_frame_once_in_order_as_a_full_decode_ha
     assert [i for i, _ in frames] == sorted(wanted)
     for index, frame in frames:
         assert np.array_equal(frame, reference[index])
+
+
+def test_the_timeout_bounds_the_wait_for_each_frame_not_the_video_s_length(video):
+    """A long video is not cut short: the consumer's time between frames does not count, each frame's wait does."""
+    limits = DecodeLimits(timeout_s=1.0)
+    for _ in stream_frames(video, lambda times: range(0, 240, 20), held=1, limits=limits):
+        time.sleep(0.2)  # 12 frames: 2.4 s in all, more than the timeout
+
+    def slow_plan(times):  # the first frame's wait (index and plan included) goes past the timeout
+        time.sleep(1.5)
+        return [200]
+
+    with pytest.raises(VideoError, match=r"gave up after 1 s"):
+        list(stream_frames(video, slow_plan, held=1, limits=limits))
 
 
 def test_the_views_of_each_window_equal_those_of_a_full_decode(video, predictor):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,17 @@ def test_classify_info_and_batch_read_an_http_url(checkpoint, served, tmp_path):
             server.url("clip.mkv"),
             server.url("clip.mp4"),
         ]
+
+
+def test_explain_and_timeline_read_an_http_url(checkpoint, served, tmp_path):
+    with RangeServer(served) as server:
+        url = server.url("clip.mkv")  # a Path argument made it http:/127...
+        explained = invoke("explain", url, "--model", checkpoint, "-o", tmp_path / "why.npz")
+        assert explained.exit_code == 0, explained.output
+        heatmaps = np.load(tmp_path / "why.npz")["heatmaps"]
+        assert np.allclose(heatmaps.sum(axis=(1, 2)), 1, atol=1e-4)
+        timeline = invoke("timeline", url, "--model", checkpoint, "--json")
+        assert timeline.exit_code == 0 and json.loads(timeline.stdout)["results"][0]["path"] == url
 
 
 def test_a_url_gives_the_frames_of_the_file(served):
@@ -106,3 +119,16 @@ def test_https_checks_the_certificate(served, certificate, monkeypatch):
             sample_video(url, 4)  # FFmpeg's own default (tls_verify=0) played it
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))
         assert len(sample_video(url, 4).clips[0].indices) == 4
+
+
+def test_a_server_that_stops_answering_fails_a_timeline_in_one_line(checkpoint, served):
+    """tsf timeline had no time limit: a URL whose server stopped answering hung it for ever."""
+    with RangeServer(served) as server:
+        server.stall_after = 20_000
+        began = time.monotonic()
+        command = [sys.executable, "-m", "tsf_cli", "timeline", server.url("grainy.mp4"), "--model", str(checkpoint)]
+        run = subprocess.run([*command, "--timeout", "2"], capture_output=True, text=True, timeout=120)
+        took = time.monotonic() - began
+    assert run.returncode == 3, run.stderr
+    assert run.stderr.strip().count("\n") == 0 and "grainy.mp4" in run.stderr, run.stderr
+    assert took < 60

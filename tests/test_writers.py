@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tsf_cli import __version__
-from tsf_cli.errors import OutputError
+from tsf_cli.errors import MissingDependencyError, OutputError
 from tsf_cli.io import embeddings, records
 from tsf_cli.io.embeddings import get_embedding_writer, open_embedding_journal, write_embeddings
 from tsf_cli.io.records import completed_paths, open_record_sink, write_json_document
@@ -328,7 +328,9 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary_file(tmp_path,
 def test_parquet_without_pyarrow_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # makes `import pyarrow` raise ImportError
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
-    with pytest.raises(OutputError, match=r"writing \.parquet needs pyarrow: pip install pyarrow"):
+    with pytest.raises(
+        MissingDependencyError, match=r"writing \.parquet needs pyarrow: pip install \"tsf-cli\[parquet\]\""
+    ):
         open_embedding_journal(tmp_path / "emb.parquet")
     assert list(tmp_path.iterdir()) == []
 

@@ -31,13 +31,14 @@ from .demo.synthetic import MOTIONS
 from .errors import OutputError, UsageError, VideoError
 from .inference.segments import DEFAULT_MIN_PROBABILITY, DEFAULT_SMOOTH
 from .io.inputs import is_url
+from .io.objects import is_uri
 from .io.palette import UNCERTAIN_COLOR, label_colors
 from .io.records import write_json_document
 from .io.timelines import TIMELINE_FORMATS, check_timeline_outputs
 from .media.limits import DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT_S
 from .media.sampling import SAMPLINGS
 from .model.onnx_format import EMBEDDING_OUTPUTS, GRAPH_DTYPES, OPSET, config_frames, config_labels
-from .presets import DEFAULT_MODEL, Preset, all_presets
+from .presets import DEFAULT_MODEL, Preset, all_presets, get_preset
 from .results import POOLS, BatchSummary, Explanation, Timeline, VideoEmbedding, VideoFailure, VideoResult
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ __all__ = [
     "classify",
     "default_workers",
     "embed",
+    "is_uri",
     "is_url",
     "embed_files",
     "explain",
@@ -264,10 +266,11 @@ def batch(
     _check_flags(resume, overwrite, retry_failed)
     _check_engine(engine, ray_address, runtime)
     if timeline:
-        _check_timeline_batch(output, format, clips, start, strict)
+        _check_timeline_batch(output, format, clips, start)
     elif windows or any(choice is not None for choice in (window, hop, min_probability, smooth)):
         raise UsageError("--windows, --window, --hop, --min-probability and --smooth go with --timeline")
     output = _checked_output(output, engine, resume, retry_failed, stdout_ok=True)
+    _check_record_output(output, format, resume)
     paths = list_inputs(sources, recursive=recursive, exclude=[output], follow_links=follow_links)
     predictor, views = _prepare(
         model,
@@ -312,8 +315,15 @@ def batch(
                 )  # fmt: skip
 
         def records(todo: list[str]):
+            from .inference.runner import warned_failure
+
             for record in timelines(todo):
-                yield record if windows or isinstance(record, VideoFailure) else replace(record, windows=None)
+                if isinstance(record, VideoFailure):
+                    yield record
+                elif strict and record.warnings:
+                    yield warned_failure(record.path, record.warnings)
+                else:
+                    yield record if windows else replace(record, windows=None)
 
     elif engine == "ray":
         work = _ray_work(
@@ -334,14 +344,14 @@ def batch(
         return _record_all(paths, sink, records, str(output), observer)
 
 
-def _check_timeline_batch(output, format: str | None, clips: int | None, start: float | None, strict: bool) -> None:
+def _check_timeline_batch(output, format: str | None, clips: int | None, start: float | None) -> None:
+    from .io.objects import is_uri, split_query
     from .io.records import STDOUT
 
     if clips is not None or start is not None:
         raise UsageError("--clips and --start do not go with --timeline: each window is one clip")
-    if strict:
-        raise UsageError("--strict goes with labels, not --timeline: a timeline's windows carry no warnings")
-    jsonl = format in (None, "jsonl") if str(output) == STDOUT else Path(output).suffix.lower() == ".jsonl"
+    name = split_query(str(output))[0] if is_uri(output) else str(output)
+    jsonl = format in (None, "jsonl") if name == STDOUT else Path(name).suffix.lower() == ".jsonl"
     if not jsonl:
         raise OutputError(
             f"{output}: a timeline record holds any number of segments, which only .jsonl keeps; "
@@ -367,9 +377,10 @@ def timeline(
     stride: int | None = None,
     crops: int | None = None,
     batch_size: int = 8,
-    timeout: float | None = None,
+    timeout: float | None = 300,
     max_memory: int = DEFAULT_MAX_MEMORY,
     runtime: str = "torch",
+    strict: bool = False,
     observer: Observer | None = None,
 ) -> Timeline:
     """Labels along a video: windows of ``window`` seconds every ``hop`` seconds, each classified as one clip, and
@@ -381,7 +392,9 @@ def timeline(
     windows around it. ``output`` files are written too, each in the format its suffix names (.json .csv .srt .vtt
     .png .svg .html), and are checked before any decoding. Decoding is one pass over the video, and what it holds
     does not grow with the video's length (``max_memory`` bounds it, as for ``classify``; ``timeout``, None for no
-    limit, bounds the whole pass). Errors are raised: a VideoError for a file that cannot be read.
+    limit, bounds the wait for each frame, a stalled server's included, so a long video is not cut short). Errors
+    are raised: a VideoError for a file that cannot be read, or with ``strict`` one whose timeline would carry
+    warnings (damage the file or its decoding showed), and then no output is written.
     """
     from .inference.timeline import timeline_of, timeline_options
     from .io.timelines import check_timeline_outputs, write_timeline
@@ -396,6 +409,8 @@ def timeline(
     )
     limits = DecodeLimits(timeout_s=timeout, max_memory=max_memory)
     result = timeline_of(predictor, str(video), options, views, batch_size=batch_size, observer=observer, limits=limits)
+    if strict and result.warnings:
+        raise VideoError(str(video), f"{'; '.join(result.warnings)} (--strict)")
     for path in output:
         write_timeline(result, path)
     return result
@@ -506,7 +521,7 @@ def _checked_output(output, engine: str, resume: bool, retry_failed: bool, *, st
     """``output`` as the run writes it: a Path for a local file, a str for ``-``, an object store's URI and a folder
     (which keeps its final slash); checked before any work, the model's loading included."""
     from .io.atomic import check_writable
-    from .io.objects import is_uri
+    from .io.objects import is_uri, split_query
     from .io.records import STDOUT
 
     if stdout_ok and str(output) == STDOUT:
@@ -521,9 +536,21 @@ def _checked_output(output, engine: str, resume: bool, retry_failed: bool, *, st
         )
     if not is_uri(output):
         check_writable(output, folder=folder)
+    if folder and is_uri(output):  # the slash goes before the query, which configures the store
+        base, query = split_query(str(output))
+        return base.rstrip("/") + "/" + query
     if folder:  # absolute: Ray's writers run in other processes, with other working directories
-        return os.path.join(str(output) if is_uri(output) else os.path.abspath(output), "")
+        return os.path.join(os.path.abspath(output), "")
     return str(output) if is_uri(output) else Path(output)
+
+
+def _check_record_output(output, format: str | None, resume: bool) -> None:
+    from .io.records import check_record_output
+
+    if not _is_folder(output):
+        check_record_output(output, format, resume)
+    elif format is not None:
+        raise UsageError(f"{output}: a folder gets Parquet records; --format picks a file's format")
 
 
 def _is_folder(output) -> bool:
@@ -574,6 +601,8 @@ def _ray_job(model, predictor, revision, device, dtype, work, address) -> dict:
     """What a Ray run needs besides its paths. Its model actors load the model by its name, where they run: this
     process's copy (which checked it) never travels."""
     name = model if isinstance(model, str) else predictor.info.name
+    if get_preset(name) is None and os.path.isdir(name):  # as resolve_model reads it; actors run elsewhere
+        name = os.path.abspath(name)
     return {"model": name, "revision": revision, "device": device, "dtype": dtype, "work": work, "address": address}
 
 
@@ -608,6 +637,7 @@ def explain(
     clips: int | None = None,
     crops: int | None = None,
     start: float | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
     observer: Observer | None = None,
 ) -> Explanation:
     """Where and when the model looked for ``label`` (default: the top-1) in one video: heatmaps over the sampled
@@ -616,13 +646,15 @@ def explain(
     ``method``: ``rollout`` (attention rollout, the same map for every label) or ``grad-rollout`` (attention weighted
     by its gradient for the label). The view explained is the one ``tsf classify`` starts from: the centre crop of
     the first temporal clip, with the same frames and preprocessing. ``output`` files (.npz, .png, .gif, .mp4, by
-    suffix) are checked before any work and written atomically; an existing file is replaced. Needs the torch
-    ``runtime``: the ONNX graph has no attention maps to read, nor gradients.
+    suffix) are checked before any work and written atomically; an existing file is replaced. ``video`` may be an
+    http(s) URL or an object in a store, as for ``classify``, and ``max_memory`` bounds its decoding likewise. Needs
+    the torch ``runtime``: the ONNX graph has no attention maps to read, nor gradients.
     """
     from .inference.explain import explain_video
     from .inference.rollout import METHODS
     from .inference.runner import Observer
     from .io.explanations import check_explanation_output, write_explanation
+    from .media.limits import DecodeLimits
 
     if runtime != "torch":
         raise UsageError(
@@ -635,14 +667,15 @@ def explain(
         raise UsageError(f"top-k must be at least 1, got {top_k}")
     for path in output:
         check_explanation_output(path)
-    if not Path(video).is_file():
+    if not (is_url(str(video)) or is_uri(video)) and not Path(video).is_file():
         raise VideoError(video, "no such file" if not Path(video).exists() else "not a file")
     observer = observer or Observer()
     predictor, views = _prepare(
         model, observer, revision, device, dtype, runtime, frames, sampling, stride, clips, crops, start
     )
     observer.started(1, 1)
-    explanation = explain_video(predictor, str(video), views, method=method, label=label, top_k=top_k)
+    limits = DecodeLimits(max_memory=max_memory)
+    explanation = explain_video(predictor, str(video), views, method=method, label=label, top_k=top_k, limits=limits)
     observer.finished(explanation)
     for path in output:
         write_explanation(path, explanation)
@@ -754,8 +787,10 @@ def list_inputs(
 
 
 def default_workers() -> int:
-    """One decoding process per core, leaving one for the model, at least one and at most eight."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+    """One decoding process per usable core, leaving one for the model, at least one and at most eight."""
+    from .media.limits import usable_cores
+
+    return max(1, min(8, usable_cores() - 1))
 
 
 def list_models() -> list[tuple[Preset, bool]]:

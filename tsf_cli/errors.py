@@ -12,6 +12,15 @@ EXIT_SOME_FAILED = 8
 EXIT_INTERRUPTED = 130
 
 
+def first_line(exc: BaseException, *, named: bool = False) -> str:
+    """What a library's exception says, for a one-line error: its message's first line (after its type's name when
+    ``named``), or the type's name when it says nothing."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if named else text.splitlines()[0]
+
+
 class TsfError(Exception):
     """Base class of every error tsf reports to users as one line."""
 

@@ -240,6 +240,7 @@ class Timeline:
     segments: tuple[Segment, ...]
     windows: tuple[TimelineWindow, ...] | None
     model: ModelInfo
+    warnings: tuple[str, ...] = ()  # what the file or its decoding showed missing or damaged
     status: str = field(default="ok", init=False)
 
     @property
@@ -268,6 +269,7 @@ class Timeline:
             "settings": self.settings,
             "labels": list(self.labels),
             "segments": [s.to_dict() for s in self.segments],
+            "warnings": list(self.warnings),
         }
         if self.windows is not None:
             document["windows"] = [w.to_dict() for w in self.windows]

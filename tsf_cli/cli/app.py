@@ -80,7 +80,7 @@ app = typer.Typer(
 
 
 def reports_errors(command):
-    """Turn tsf's own errors (and Ctrl-C) into one line on stderr and a documented exit code."""
+    """Turn tsf's own errors, the system's refusals (and Ctrl-C) into one line on stderr and a documented exit code."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -97,6 +97,13 @@ def reports_errors(command):
                 raise
             display.error(str(exc))
             raise typer.Exit(EXIT_USAGE) from None
+        except OSError as exc:
+            # What the system refused where tsf asked nothing more specific (a folder it may not enter, a name too
+            # long): tsf's own checks name what they check; this names the path and the system's reason.
+            if _state["debug"]:
+                raise
+            display.error(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
+            raise typer.Exit(TsfError.exit_code) from None
         except KeyboardInterrupt:
             display.stderr.print("Interrupted.")
             raise typer.Exit(EXIT_INTERRUPTED) from None

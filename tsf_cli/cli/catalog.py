@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from typing import Annotated
 
@@ -14,7 +13,7 @@ from .. import api
 from ..errors import VideoError
 from ..results import path_fields
 from . import display
-from .options import JsonOpt
+from .options import JsonOpt, check_videos_exist
 
 
 def models(as_json: JsonOpt = False):
@@ -50,9 +49,9 @@ def info(
     as_json: JsonOpt = False,
 ):
     """Streams, codec, size, duration, fps and frame count of a video, as measured (not as the header claims)."""
-    # lexists: a broken or looping link, a FIFO are named by the decoder's own refusal, not as missing files
-    if not api.is_url(video) and not os.path.lexists(video):
-        raise VideoError(video, "no such file")
+    if api.is_uri(video):
+        raise VideoError(video, "tsf info reads files and http(s) URLs, not objects in a store")
+    check_videos_exist([video])
     found = api.probe(video)
     if as_json:
         json.dump({**dataclasses.asdict(found), **path_fields(found.path)}, sys.stdout, indent=2)

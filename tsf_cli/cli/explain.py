@@ -17,6 +17,7 @@ from .options import (
     DType,
     DTypeOpt,
     FramesOpt,
+    MaxMemoryOpt,
     ModelOpt,
     RevisionOpt,
     Runtime,
@@ -36,7 +37,7 @@ class Method(str, Enum):
 
 
 def explain(
-    video: Annotated[Path, typer.Argument(help="Video file.", show_default=False)],
+    video: Annotated[str, typer.Argument(help="Video file or http(s) URL.", show_default=False)],
     output: Annotated[
         list[Path],
         typer.Option(
@@ -64,6 +65,7 @@ def explain(
     crops: CropsOpt = None,
     start: StartOpt = None,
     revision: RevisionOpt = None,
+    max_memory: MaxMemoryOpt = None,
 ):
     """Heatmaps of where, and bars of when, the model looked for the top-1 label (or --label) of a video.
 
@@ -89,6 +91,7 @@ def explain(
             clips=clips,
             crops=crops,
             start=start,
+            max_memory=max_memory or api.DEFAULT_MAX_MEMORY,
             observer=observer,
         )
     display.record_warnings([explanation])

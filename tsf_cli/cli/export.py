@@ -24,9 +24,9 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="The .onnx file to write.")],
     model: ModelOpt = None,
     revision: RevisionOpt = None,
-    frames: Annotated[int | None, typer.Option(min=1, help="Frames the graph takes. [default: the model's]")] = None,
+    frames: Annotated[int | None, typer.Option(min=1, help="Frames the graph takes. \\[default: the model's]")] = None,
     image_size: Annotated[
-        int | None, typer.Option(min=1, help="Frame height and width the graph takes. [default: the model's crop]")
+        int | None, typer.Option(min=1, help="Frame height and width the graph takes. \\[default: the model's crop]")
     ] = None,
     dtype: Annotated[
         GraphDType, typer.Option(help="fp32, or fp16 for GPU runtimes (on a CPU slower than fp32).")

@@ -3,12 +3,16 @@ the command calls (``--top-k`` is ``top_k``); tests/test_layout.py holds every c
 
 from __future__ import annotations
 
+import os
 import re
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from .. import api
+from ..errors import VideoError
 
 
 # The choices are spelled out rather than read from the API, which would import torch for `tsf --help`;
@@ -155,3 +159,11 @@ SmoothOpt = Annotated[
 
 # str, not Path: a Path would turn https://host/v.mp4 into https:/host/v.mp4
 VideosArg = Annotated[list[str], typer.Argument(help="Video files, or http(s) URLs.", show_default=False)]
+
+
+def check_videos_exist(videos: list[str]) -> None:
+    """A local video that is not there fails before the model loads; URLs and objects in a store fail when read.
+    lexists: a broken or looping link, a FIFO are named by the decoder's own refusal, not as missing files."""
+    for video in videos:
+        if not (api.is_url(video) or api.is_uri(video)) and not os.path.lexists(video):
+            raise VideoError(video, "no such file")

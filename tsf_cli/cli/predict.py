@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Annotated
 
@@ -47,6 +46,7 @@ from .options import (
     VideosArg,
     WindowOpt,
     WorkersOpt,
+    check_videos_exist,
     value,
 )
 
@@ -73,10 +73,7 @@ def classify(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of tables.")] = False,
 ):
     """Top-k labels of each video (a file or an http(s) URL), as a table (or JSON with --json)."""
-    for video in videos:
-        # lexists: a broken or looping link, a FIFO are named by the decoder's own refusal, not as missing files
-        if not api.is_url(video) and not os.path.lexists(video):
-            raise VideoError(video, "no such file")
+    check_videos_exist(videos)
     records = api.classify(
         videos,
         model=model or api.DEFAULT_MODEL,

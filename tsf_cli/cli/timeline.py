@@ -3,7 +3,6 @@ page to watch them on."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +11,7 @@ import typer
 
 from .. import api
 from ..errors import UsageError, VideoError
+from ..results import VideoFailure
 from . import display
 from .options import (
     CropsOpt,
@@ -28,9 +28,11 @@ from .options import (
     RuntimeOpt,
     SamplingOpt,
     SmoothOpt,
+    StrictOpt,
     StrideOpt,
     VideosArg,
     WindowOpt,
+    check_videos_exist,
     value,
 )
 from .timeline_view import timeline_view
@@ -64,19 +66,21 @@ def timeline(
     stride: StrideOpt = None,
     crops: CropsOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Windows per model batch.")] = 8,
+    timeout: Annotated[
+        float,
+        typer.Option(min=1, help="Seconds to wait for a video's next frame (a stalled server's) before it fails."),
+    ] = 300,
     revision: RevisionOpt = None,
     max_memory: MaxMemoryOpt = None,
     runtime: RuntimeOpt = Runtime.torch,
+    strict: StrictOpt = False,
 ):
     """Labels along each video: windows classified one by one, merged into segments.
 
     A window whose top label is below --min-probability votes "uncertain"; each window then takes the majority
     vote of the --smooth windows around it; runs of equal votes are segments, split halfway between window centres.
     """
-    for video in videos:
-        # lexists: a broken or looping link, a FIFO are named by the decoder's own refusal, not as missing files
-        if not api.is_url(video) and not os.path.lexists(video):
-            raise VideoError(video, "no such file")
+    check_videos_exist(videos)
     outputs = {video: _outputs_of(video, output or [], several=len(videos) > 1) for video in videos}
     api.check_timeline_outputs([path for paths in outputs.values() for path in paths])  # before any decoding
     name = model or api.DEFAULT_MODEL
@@ -100,14 +104,18 @@ def timeline(
                     stride=stride,
                     crops=crops,
                     batch_size=batch_size,
+                    timeout=timeout,
                     max_memory=max_memory or api.DEFAULT_MAX_MEMORY,
+                    strict=strict,
                     observer=progress,
                 )
-        except VideoError as exc:  # one bad video does not stop the others
+        except VideoError as exc:  # one bad video does not stop the others; JSON gives its record, as classify's
             display.error(str(exc))
             failed = True
+            results.append(VideoFailure(video, type(exc).__name__, str(exc)))
             continue
         results.append(result)
+        display.record_warnings([result])
         if not as_json:
             display.stdout.print(timeline_view(result, display.stdout))
         for path in outputs[video]:

@@ -21,7 +21,6 @@ torch runtime's, bit for bit).
 from __future__ import annotations
 
 import functools
-import os
 import re
 import warnings
 from pathlib import Path
@@ -29,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, MissingDependencyError, ModelNotFoundError, UsageError
+from ..errors import CheckpointError, MissingDependencyError, ModelNotFoundError, UsageError, first_line
+from ..media.limits import usable_cores
 from ..media.preprocess import PreprocessConfig, normalize_array, value_table
 from ..model.hub import resolve_model, snapshot_commit
 from ..model.onnx_format import EMBEDDING_OUTPUTS, INPUT, GraphInfo, config_frames, config_labels
@@ -191,9 +191,9 @@ class OnnxPredictor(BasePredictor):
             )
         except errors as exc:
             if not self.device.startswith("cuda"):
-                raise CheckpointError(f"{path}: not a graph ONNX Runtime can load ({_first_line(exc)})") from None
+                raise CheckpointError(f"{path}: not a graph ONNX Runtime can load ({first_line(exc)})") from None
             warnings.warn(
-                f"ONNX Runtime's CUDA provider did not start ({_first_line(exc)}); running on the CPU", stacklevel=2
+                f"ONNX Runtime's CUDA provider did not start ({first_line(exc)}); running on the CPU", stacklevel=2
             )
             self._providers, self.device = [CPU], "cpu"
             return self._open(path)
@@ -222,7 +222,7 @@ def choose_providers(ort, device: str) -> tuple[str, list]:
         if OPENVINO in available:
             # On an AVX-512 Xeon its fp32 kernels ran TimeSformer-base 1.1x to 1.15x faster than the CPU provider's,
             # within 3e-6; its bf16 ("ACCURACY" is fp32 here) would move probabilities by 1e-4, so it is not asked for.
-            settings = {"device_type": "CPU", "precision": "FP32", "num_of_threads": str(_cores())}
+            settings = {"device_type": "CPU", "precision": "FP32", "num_of_threads": str(usable_cores())}
             return "cpu", [(OPENVINO, settings), CPU]
         return "cpu", [CPU]
     index = int(match.group(1) or 0) if match is not None else 0
@@ -235,27 +235,14 @@ def _session_options(ort):
     ONNX Runtime's own warnings stay quiet; what matters of them (a provider that did not start) is tsf's warning."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = _cores()
+    options.intra_op_num_threads = usable_cores()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only
     return options
 
 
-def _cores() -> int:
-    """The cores this process may run on (a container's or taskset's share, not the machine's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def _session_errors(ort) -> tuple[type[Exception], ...]:
     """The exceptions ONNX Runtime raises for a graph it cannot load (its own classes, which derive from Exception)."""
     state = ort.capi.onnxruntime_pybind11_state
     return tuple(c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ..errors import EngineError
+from ..errors import EngineError, MissingDependencyError, first_line
+from ..media.limits import usable_cores
 
 # 2.51 is the first Ray whose Ray Data takes compute=ActorPoolStrategy(...) without a deprecation warning (2.9-2.50
 # preferred concurrency=, which 2.51 deprecated in turn) and exports TaskPoolStrategy; 3 may change the API again.
@@ -60,7 +61,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
     if address is None:
         # "local", not None: None joins the cluster that RAY_ADDRESS or the last `ray start` on this machine names
         # (/tmp/ray/ray_current_cluster), even one long dead, and would then refuse num_cpus.
-        settings.update(address="local", num_cpus=num_cpus or len(os.sched_getaffinity(0)))
+        settings.update(address="local", num_cpus=num_cpus or usable_cores())
     else:
         settings["address"] = address
     try:
@@ -70,7 +71,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         if os.environ.get("RAY_AUTH_MODE") != "token":
             # what a cluster with token authentication says to a driver without the token, after about 20 s
             hint = "; if the cluster uses token authentication, set RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN)"
-        raise EngineError(f"no Ray cluster at {address}: {_first_line(exc)}{hint}") from None
+        raise EngineError(f"no Ray cluster at {address}: {first_line(exc)}{hint}") from None
     try:
         with _data_settings(ray, verbose):
             # The workers of an instance started here inherited this environment; those of a cluster did not.
@@ -85,7 +86,7 @@ def require_ray():
         import ray
         import ray.data
     except ImportError:
-        raise EngineError(f'--engine ray needs Ray: pip install "tsf-cli[ray]" (which is {RAY_REQUIREMENT})') from None
+        raise MissingDependencyError("--engine ray", f"Ray ({RAY_REQUIREMENT})", "ray") from None
     return ray
 
 
@@ -103,7 +104,7 @@ def _check_address(address: str) -> None:
     try:
         resolved = get_ray_address_from_environment(address, None) if address == "auto" else address
     except ConnectionError as exc:  # "Could not find any running Ray instance. Please specify ..."
-        raise EngineError(f"no Ray cluster at {address}: {_first_line(exc)}") from None
+        raise EngineError(f"no Ray cluster at {address}: {first_line(exc)}") from None
     host, _, port = resolved.rpartition(":")
     if not host:  # Ray's own way of finding a cluster on this machine: let ray.init do it
         return
@@ -142,7 +143,3 @@ def _data_settings(ray, verbose: bool) -> Iterator[None]:
         yield
     finally:
         context.enable_progress_bars, context.op_resource_reservation_enabled = saved
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc) or type(exc).__name__).splitlines()[0]

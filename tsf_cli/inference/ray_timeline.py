@@ -59,20 +59,21 @@ class WindowDecoder:
         path, work = str(row["path"]), self.work
         limits = DecodeLimits(timeout_s=None, threads=1, max_memory=work.max_memory)
         task = (path, work.options, work.views, work.preprocess_config, limits)
-        plans, plan = -1, None
+        plans, plan, warnings = -1, None, ()
         for _, outcome in decoding_process(_windows, work.timeout).imap_unordered([task]):
             if isinstance(outcome, TaskFailure):
                 closing = failure(path, outcome)
                 yield self._row(path, plans, -1, 0, self.no_views, error=closing.error, message=closing.message)
                 return
             if not isinstance(outcome, Partial):
-                break  # the task's end
+                warnings = outcome  # the task's end: what decoding found missing or damaged
+                break
             if isinstance(outcome.value, WindowPlan):
                 plans, plan = plans + 1, outcome.value
                 continue
             window = outcome.value
             yield self._row(path, plans, window.number, len(plan), window.pixels)
-        yield self._row(path, plans, -1, len(plan), self.no_views, plan=_plan_json(plan))
+        yield self._row(path, plans, -1, len(plan), self.no_views, plan=_plan_json(plan, warnings))
 
     @staticmethod
     def _row(path, plan_number, number, total, pixels, *, plan="", error="", message="") -> dict:
@@ -88,9 +89,10 @@ class WindowDecoder:
         }
 
 
-def _plan_json(plan: WindowPlan) -> str:
+def _plan_json(plan: WindowPlan, warnings: tuple[str, ...]) -> str:
     return json.dumps(
         {
+            "warnings": list(warnings),
             "duration": plan.duration,
             "starts": plan.starts.tolist(),
             "ends": plan.ends.tolist(),
@@ -192,7 +194,7 @@ def _timeline(path: str, video: _Video, work: TimelineWork) -> Timeline:
         for k in range(len(plan["starts"]))
     ]
     model = ModelInfo(**json.loads(video.model))
-    return build_timeline(path, plan["duration"], windows, work.options, work.views.crops, model)
+    return build_timeline(path, plan["duration"], windows, work.options, work.views.crops, model, plan["warnings"])
 
 
 def session_timelines(

@@ -14,7 +14,7 @@ choice, shared by every kind of work: a function of one input, run here or in th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -127,7 +127,7 @@ def predict(
             yield item
             continue
         if strict and item.warnings:
-            yield VideoFailure(item.path, "Warning", f"{item.path}: {'; '.join(item.warnings)} (--strict)")
+            yield warned_failure(item.path, item.warnings)
             continue
         batch.append(item)
         if len(batch) >= batch_size:
@@ -135,6 +135,11 @@ def predict(
             batch = []
     if batch:
         yield from _run_batch(predictor, batch, top_k, pool)
+
+
+def warned_failure(path: str, warnings: Sequence[str]) -> VideoFailure:
+    """The failure ``strict`` makes of a video whose result would carry ``warnings``."""
+    return VideoFailure(path, "Warning", f"{path}: {'; '.join(warnings)} (--strict)")
 
 
 def _run_batch(predictor: BasePredictor, batch: list[VideoViews], top_k: int, pool: str | None) -> Iterator[Record]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..io.objects import is_uri, open_object
-from ..media.decode import FrameTimes, stream_frames
+from ..media.decode import DecodeReport, FrameTimes, stream_frames
 from ..media.limits import DEFAULT_MAX_MEMORY, DecodeLimits
 from ..media.preprocess import PreprocessConfig, crop_views
 from ..results import ClipFrames, ModelInfo, Prediction, Timeline, TimelineWindow, VideoFailure
@@ -104,8 +104,9 @@ def window_views(
     views: ViewOptions,
     preprocess_config: PreprocessConfig,
     limits: DecodeLimits = DecodeLimits(timeout_s=None),
-) -> Iterator[WindowPlan | WindowViews]:
-    """The plan of a video's windows, then each window's views in the plan's order, from one pass of decoding.
+) -> Generator[WindowPlan | WindowViews, None, tuple[str, ...]]:
+    """The plan of a video's windows, then each window's views in the plan's order, from one pass of decoding; returns
+    the warnings of what the file or its decoding showed missing or damaged.
 
     A new plan may follow (when decoding finds the video numbered otherwise than its packets said); the windows after
     it are the new plan's, and those before it are void.
@@ -121,7 +122,8 @@ def window_views(
     ):
         # full-size frames held at once: those waiting for the resizer, the one being resized, the one decoding
         held = _RESIZING_AHEAD + 2
-        for item in stream_frames(source, wanted, held=held, stream=views.stream, limits=limits):
+        report = DecodeReport()
+        for item in stream_frames(source, wanted, held=held, stream=views.stream, limits=limits, report=report):
             if isinstance(item, FrameTimes):
                 plan = _plan(item.times, options, views)
                 still_needed = plan.still_needed()
@@ -143,13 +145,14 @@ def window_views(
                 if due < len(plan):
                     for gone in [i for i in held if i < still_needed[due]]:
                         del held[gone]
+    return tuple(report.warnings())
 
 
 def _plan(times: np.ndarray, options: TimelineOptions, views: ViewOptions) -> WindowPlan:
     return plan_windows(times, options.window, options.hop, views)
 
 
-def _window_task(task: tuple) -> Iterator[WindowPlan | WindowViews]:
+def _window_task(task: tuple) -> Generator[WindowPlan | WindowViews, None, tuple[str, ...]]:
     return window_views(*task)
 
 
@@ -186,7 +189,7 @@ class _Assembler:
         self.videos.pop(path, None)
         self.pending = [(p, item) for p, item in self.pending if p != path]
 
-    def finish(self, path: str) -> Timeline:
+    def finish(self, path: str, warnings: tuple[str, ...]) -> Timeline:
         if any(p == path for p, _ in self.pending):
             self._classify()
         video = self.videos.pop(path)
@@ -202,7 +205,8 @@ class _Assembler:
             )
             for k in range(len(plan))
         ]
-        return build_timeline(path, plan.duration, windows, self.options, self.views.crops, self.predictor.info)
+        info = self.predictor.info
+        return build_timeline(path, plan.duration, windows, self.options, self.views.crops, info, warnings)
 
     def _classify(self) -> None:
         batch, self.pending = self.pending, []
@@ -228,9 +232,10 @@ def build_timeline(
     options: TimelineOptions,
     crops: int,
     model: ModelInfo,
+    warnings: Sequence[str] = (),
 ) -> Timeline:
     """The Timeline of classified windows (start, end, frames, top-k): the segment rule's segments, and each window
-    with the rule's decision, in the rule's order."""
+    with the rule's decision, in the rule's order; ``warnings``, what decoding found missing or damaged."""
     scored = [ScoredWindow(start, end, predictions) for start, end, _, predictions in windows]
     order, decisions, segments = segment_windows(
         scored, duration=duration, min_probability=options.min_probability, smooth=options.smooth
@@ -251,6 +256,7 @@ def build_timeline(
         tuple(segments),
         decided,
         model,
+        tuple(warnings),
     )
 
 
@@ -266,9 +272,12 @@ def timeline_of(
 ) -> Timeline:
     """The timeline of one video, decoded in this process; errors are raised (a VideoError for a bad file)."""
     assembler = _Assembler(predictor, options, views, batch_size, observer or Observer())
-    for item in window_views(path, options, views, predictor.preprocess_config, limits):
-        assembler.take(path, item)
-    return assembler.finish(path)
+    stream = window_views(path, options, views, predictor.preprocess_config, limits)
+    while True:
+        try:
+            assembler.take(path, next(stream))
+        except StopIteration as end:  # its value: the stream's warnings
+            return assembler.finish(path, end.value)
 
 
 def run_timelines(
@@ -285,7 +294,8 @@ def run_timelines(
 ) -> Iterator[Timeline | VideoFailure]:
     """The timeline of each path, or its failure, as each finishes. Windows of several videos share model batches;
     with ``workers`` > 0 decoding runs in that many processes, where a decoder that crashes, or that gives no window
-    for ``timeout`` seconds, fails only its own file (in this process the decoder's deadline bounds a whole video)."""
+    for ``timeout`` seconds, fails only its own file (in this process the decoder's deadline bounds each frame's
+    wait)."""
     assembler = _Assembler(predictor, options, views, batch_size, observer or Observer())
     limits = DecodeLimits(timeout_s=None if workers > 0 else timeout, max_memory=max_memory)
     tasks = ((str(path), options, views, predictor.preprocess_config, limits) for path in paths)
@@ -297,4 +307,4 @@ def run_timelines(
             assembler.forget(path)
             yield failure(path, outcome)
         else:
-            yield assembler.finish(path)
+            yield assembler.finish(path, outcome)

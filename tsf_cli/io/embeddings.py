@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..errors import OutputError
+from ..errors import MissingDependencyError, OutputError
 from ..results import ClipFrames, ModelInfo, VideoEmbedding, VideoFailure, path_fields, path_from_fields
 from .atomic import atomic_file, reporting
 from .records import ENCODING_ERRORS, JsonlRecords, RecordSink, by_extension, has_content, json_line
@@ -153,7 +153,7 @@ class ParquetWriter:
             import pyarrow
             import pyarrow.parquet
         except ImportError as e:
-            raise OutputError("writing .parquet needs pyarrow: pip install pyarrow") from e
+            raise MissingDependencyError("writing .parquet", "pyarrow", "parquet") from e
         self.pa, self.pq = pyarrow, pyarrow.parquet
 
     def write(self, path: Path, embeddings: Sequence[VideoEmbedding], failures: Sequence[VideoFailure]) -> None:

@@ -19,7 +19,7 @@ import posixpath
 import re
 from urllib.parse import urlsplit
 
-from ..errors import TsfError, VideoError
+from ..errors import MissingDependencyError, TsfError, VideoError, first_line
 
 # pyarrow's FileSystem.from_uri schemes besides file:// (a local path in disguise, which tsf reads as one).
 SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs")
@@ -40,7 +40,7 @@ def is_uri(path: str | os.PathLike) -> bool:
     return urlsplit(str(path)).scheme.lower() in SCHEMES
 
 
-def _split_query(uri: str) -> tuple[str, str]:
+def split_query(uri: str) -> tuple[str, str]:
     """``s3://b/key?endpoint_override=...`` -> (``s3://b/key``, ``?endpoint_override=...``): the query configures
     the file system, not the object."""
     base, mark, query = uri.partition("?")
@@ -60,14 +60,14 @@ def filesystem_and_path(uri: str):
     try:
         import pyarrow  # noqa: F401
     except ImportError:
-        raise TsfError(f'{uri}: object stores need pyarrow: pip install "tsf-cli[parquet]" (or [ray])') from None
-    base, query = _split_query(uri)
+        raise MissingDependencyError(f"{uri}: an object store", "pyarrow", "parquet") from None
+    base, query = split_query(uri)
     parts = urlsplit(base)
     settings = tuple(os.environ.get(name) for name in _SETTINGS)
     try:
         filesystem = _filesystem(f"{parts.scheme}://{parts.netloc}/{query}", settings)
     except (OSError, ValueError) as exc:  # an unknown query parameter, no credentials where they are required
-        raise TsfError(f"{uri}: cannot open the object store ({_first_line(exc)})") from None
+        raise TsfError(f"{uri}: cannot open the object store ({first_line(exc)})") from None
     return filesystem, f"{parts.netloc}{parts.path}"
 
 
@@ -77,7 +77,7 @@ def portable_filesystem(uri: str):
     Credentials are not: the process that unpickles it finds its own."""
     from pyarrow import fs
 
-    base, query = _split_query(uri)
+    base, query = split_query(uri)
     parts = urlsplit(base)
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if parts.scheme == "s3" and endpoint and "endpoint_override" not in query:
@@ -89,12 +89,8 @@ def portable_filesystem(uri: str):
 
 def join(uri: str, path: str) -> str:
     """The URI of ``path`` (``bucket/key``) in the same store as ``uri``, with its query."""
-    base, query = _split_query(uri)
+    base, query = split_query(uri)
     return f"{urlsplit(base).scheme}://{path}{query}"
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc) or type(exc).__name__).splitlines()[0]
 
 
 # --- Sources ------------------------------------------------------------------------------------------------------
@@ -109,7 +105,7 @@ def list_objects(source: str, *, recursive: bool = False) -> list[str]:
 
     filesystem, path = filesystem_and_path(source)
     try:
-        if glob.has_magic(_split_query(source)[0]):
+        if glob.has_magic(split_query(source)[0]):
             found = _glob(filesystem, path, recursive)
             if not found:
                 raise TsfError(f"{source}: the pattern matches no object")
@@ -122,7 +118,7 @@ def list_objects(source: str, *, recursive: bool = False) -> list[str]:
         root = path.rstrip("/")
         infos = filesystem.get_file_info(fs.FileSelector(root, recursive=recursive, allow_not_found=True))
     except OSError as exc:  # no such bucket, access denied, the store does not answer
-        raise TsfError(f"{source}: cannot list ({_first_line(exc)})") from None
+        raise TsfError(f"{source}: cannot list ({first_line(exc)})") from None
     found = [i.path for i in infos if i.type == fs.FileType.File and not _hidden(i.path[len(root) + 1 :])]
     if not found and not infos:
         raise TsfError(f"{source}: no such object or prefix")
@@ -205,7 +201,7 @@ def open_object(uri: str, *, block_size: int = 1 << 20, cache_bytes: int = 64 <<
             raise VideoError(uri, "empty file (0 bytes)")
         raw = filesystem.open_input_file(path)
     except OSError as exc:
-        raise VideoError(uri, f"cannot read: {_first_line(exc)}") from None
+        raise VideoError(uri, f"cannot read: {first_line(exc)}") from None
     return BlockCachedFile(raw, uri, block_size=block_size, cache_bytes=cache_bytes)
 
 

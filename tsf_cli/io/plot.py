@@ -13,7 +13,7 @@ import io
 import os
 import warnings
 
-from ..errors import OutputError
+from ..errors import MissingDependencyError
 from ..results import UNCERTAIN, Timeline
 from .palette import UNCERTAIN_COLOR, color_of, label_colors
 
@@ -28,9 +28,7 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise OutputError(
-            f"writing .png or .svg needs matplotlib, an optional extra: pip install 'tsf-cli[{EXTRA}]'"
-        ) from None
+        raise MissingDependencyError("writing .png or .svg", "matplotlib", EXTRA) from None
 
 
 def tick_step(duration: float, most: int = 10) -> float:

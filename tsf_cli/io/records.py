@@ -426,15 +426,27 @@ def open_record_sink(
     removes them from the file first. ``overwrite`` empties the file. ``format`` ("jsonl" or "csv") picks the format
     of standard output; for a file it must agree with the suffix.
     """
+    check_record_output(path, format, resume)
     if str(path) == STDOUT:
-        if resume:
-            raise UsageError("--resume needs an output file to read back, not -")
         return StreamSink(by_extension(Path(f"stdout.{format or 'jsonl'}"), RECORD_FORMATS, "records"), top_k)
     path = Path(path)
     record_format = by_extension(path, RECORD_FORMATS, "records")
+    return RecordSink(path, record_format, top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed)
+
+
+def check_record_output(path, format: str | None, resume: bool) -> None:
+    """Refuse what a record file cannot be, for a caller to check before any work: ``-`` with ``resume``, a suffix
+    that is no record format, a ``format`` the suffix disagrees with. ``path`` may be an object store's URI."""
+    from .objects import is_uri, split_query
+
+    if str(path) == STDOUT:
+        if resume:
+            raise UsageError("--resume needs an output file to read back, not -")
+        return
+    name = Path(split_query(str(path))[0] if is_uri(path) else path)  # the query configures the store
+    record_format = by_extension(name, RECORD_FORMATS, "records")
     if format is not None and record_format.extension != f".{format}":
         raise UsageError(f"{path}: --format {format} disagrees with the file's suffix")
-    return RecordSink(path, record_format, top_k, resume=resume, overwrite=overwrite, retry_failed=retry_failed)
 
 
 class StreamSink:

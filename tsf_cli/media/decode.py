@@ -43,7 +43,7 @@ from .damage import (
     mp4_movie_duration,
     timing_warnings,
 )
-from .limits import DecodeLimits, MemoryBudget, memory_budget
+from .limits import Deadline, DecodeLimits, MemoryBudget, memory_budget
 from .sampling import check_sampling, plan_clips
 from .sources import check_local_file, ffmpeg_name, is_url, looks_like_text, open_options
 
@@ -275,7 +275,7 @@ class _Index:
 _NO_TIME = np.iinfo(np.int64).min
 
 
-def _read_index(container, stream, path: str, limits: DecodeLimits, deadline: float) -> _Index:
+def _read_index(container, stream, path: str, limits: DecodeLimits, deadline: Deadline) -> _Index:
     time_base = stream.time_base or Fraction(1, 1_000_000)
     max_ticks = limits.max_seconds / time_base
     pts, dts, keyframe, discard = [], [], [], []
@@ -377,8 +377,8 @@ def _parse_duration_tag(text: str | None) -> float | None:
         return None
 
 
-def check_deadline(deadline: float, path: str, limits: DecodeLimits) -> None:
-    if time.monotonic() > deadline:
+def check_deadline(deadline: Deadline, path: str, limits: DecodeLimits) -> None:
+    if deadline.passed():
         raise VideoError(path, f"gave up after {limits.timeout_s:g} s (DecodeLimits.timeout_s)")
 
 
@@ -460,7 +460,7 @@ class _Converter:
 class _SeekingDecoder:
     """Decode the wanted frames of a trusted index, seeking to keyframes where that beats decoding on."""
 
-    def __init__(self, container, stream, index: _Index, path, limits: DecodeLimits, deadline: float, report):
+    def __init__(self, container, stream, index: _Index, path, limits: DecodeLimits, deadline: Deadline, report):
         self.container, self.stream, self.index = container, stream, index
         self.path, self.limits, self.deadline, self.report = path, limits, deadline, report
         self.convert = _Converter((stream.codec_context.width, stream.codec_context.height), report)
@@ -615,7 +615,7 @@ def _in_order(
 
 
 def _decode_forward(
-    container, stream, wanted: set[int], all_pts: list, path, limits: DecodeLimits, deadline: float, report
+    container, stream, wanted: set[int], all_pts: list, path, limits: DecodeLimits, deadline: Deadline, report
 ) -> Iterator[tuple[int, np.ndarray, int]]:
     """Decode every frame from the start, as ``container.decode`` does, yielding (place, RGB frame, rotation) of the
     wanted ones by their place in that decode, in order.
@@ -704,14 +704,21 @@ def stream_frames(
     times as ``plan`` did. Nothing is kept here once given, so a consumer that drops what it no longer needs holds
     only that, however long the video. ``held``: the most frames the consumer keeps at once, for the memory budget
     (``limits.max_memory``), checked from the stream's header before any frame is decoded. ``report`` collects what
-    the file, its packets and the decoder say is missing or damaged. ``path`` may also be an open, seekable binary
-    file object with a ``name`` (see ``open_file_container``).
+    the file, its packets and the decoder say is missing or damaged. ``limits.timeout_s`` bounds the wait for each
+    frame (the first one's includes reading the index). ``path`` may also be an open, seekable binary file object
+    with a ``name`` (see ``open_file_container``).
     """
     source = path
     local = isinstance(source, (str, os.PathLike))
     path = os.fspath(source) if local else source.name
     deadline = limits.deadline()
     report = report if report is not None else DecodeReport()
+
+    def given(frames: Iterator[tuple[int, np.ndarray, int]]) -> Iterator[tuple[int, np.ndarray]]:
+        for item in _as_displayed(frames):
+            yield item
+            deadline.renew()  # the limit is on the wait for each frame: not the video's length, nor the consumer's time
+
     try:
         with _open_source(source, limits) as container:
             chosen = _choose_stream(container, path, stream, limits)
@@ -727,7 +734,7 @@ def stream_frames(
             if index.trusted:
                 decoder = _SeekingDecoder(container, chosen, index, path, limits, deadline, report)
                 try:
-                    yield from _as_displayed(_in_order(decoder.frames(wanted), wanted))
+                    yield from given(_in_order(decoder.frames(wanted), wanted))
                     return
                 except _Untrusted:
                     pass  # decode from the start below, in a fresh container
@@ -740,7 +747,7 @@ def stream_frames(
                 _prepare_decoder(chosen, budget)
                 all_pts: list[int | None] = []
                 forward = _decode_forward(container, chosen, set(wanted), all_pts, path, limits, deadline, report)
-                yield from _as_displayed(forward)
+                yield from given(forward)
                 if len(all_pts) == len(times):
                     return
                 # The decoder gave another number of frames than the packets promised (it dropped or added some):

@@ -36,9 +36,24 @@ class DecodeLimits:
     # task one CPU (a Ray task), so that many decoders side by side do not each spread over every core
     threads: int = 0
 
-    def deadline(self) -> float:
-        """When a call starting now must give up, on the ``time.monotonic()`` clock."""
-        return time.monotonic() + (math.inf if self.timeout_s is None else self.timeout_s)
+    def deadline(self) -> Deadline:
+        """When a call starting now must give up."""
+        return Deadline(self.timeout_s)
+
+
+class Deadline:
+    """When a call must give up, on the ``time.monotonic()`` clock. A stream of frames renews it at each frame it
+    gives, so that a long video is bounded by its slowest frame, not by its length (or its consumer's time)."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self.renew()
+
+    def renew(self) -> None:
+        self.at = time.monotonic() + (math.inf if self.seconds is None else self.seconds)
+
+    def passed(self) -> bool:
+        return time.monotonic() > self.at
 
 
 @dataclass(frozen=True)
@@ -91,12 +106,17 @@ def _bytes_per_pixel(pix_fmt: str | None) -> float:
         return 8.0  # a format PyAV does not know: as much as 16-bit RGBA
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: a container's or taskset's share, not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def _auto_threads() -> int:
     """The count FFmpeg gives thread_count 0: the usable cores + 1, at most 16 (libavcodec/pthread.c)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     return 1 if cores <= 1 else min(cores + 1, 16)
 
 

@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CheckpointError, ModelNotFoundError
+from ..errors import CheckpointError, ModelNotFoundError, first_line
 from ..io.atomic import atomic_file
 from .hub import CONFIG_NAME, PYTORCH_NAME, SAFETENSORS_NAME, resolve_file, snapshot_commit
 
@@ -171,7 +171,9 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         try:
             return load_file(path)
         except (SafetensorError, OSError) as exc:
-            raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({first_line(exc)})") from exc
+            raise CheckpointError(
+                f"{path}: corrupt or truncated safetensors file ({first_line(exc, named=True)})"
+            ) from exc
     state = torch_load(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: not a state dict of tensors")
@@ -188,12 +190,9 @@ def torch_load(path: Path) -> Any:
     # Damaged bytes reach the weights-only unpickler's own bookkeeping too: 6000 seeded random and bit-flipped files
     # also gave IndexError, KeyError, LookupError (an unknown encoding), UnicodeDecodeError and TypeError.
     except (OSError, RuntimeError, EOFError, ValueError, LookupError, TypeError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(f"{path}: corrupt, truncated or unsafe PyTorch file ({first_line(exc)})") from exc
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: corrupt, truncated or unsafe PyTorch file ({first_line(exc, named=True)})"
+        ) from exc
 
 
 def match_state_dict(

@@ -25,14 +25,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..errors import CheckpointError, DatasetError, OutputError, UsageError
+from ..errors import CheckpointError, DatasetError, OutputError, UsageError, first_line
 from ..inference.predictor import load_preprocess_config, resolve_device
 from ..inference.views import Augment, ViewOptions
 from ..io.atomic import atomic_file, check_writable, reporting
 from ..media.limits import DEFAULT_MAX_MEMORY, DecodeLimits
 from ..media.preprocess import normalize, value_table
 from ..model.hub import PREPROCESSOR_NAME, resolve_model
-from ..model.loading import first_line, torch_load
+from ..model.loading import torch_load
 from ..model.timesformer import TimesformerConfig, TimesformerForVideoClassification
 from ..results import VideoFailure
 from .data import EpochSampler, VideoDataset, list_labelled_videos, loader, split_held_out
@@ -322,7 +322,7 @@ def train(
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(
                 f"{output_dir / STATE_FILE}: does not fit this run (same --model and --from-scratch as the first "
-                f"run?): {first_line(exc)}"
+                f"run?): {first_line(exc, named=True)}"
             ) from exc
     with reporting(output_dir):
         output_dir.mkdir(parents=True, exist_ok=True)
