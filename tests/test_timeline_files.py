@@ -16,7 +16,7 @@ import webvtt
 from PIL import Image
 
 from tests._timelines import scripted_timeline, timeline_of_windows
-from tsf_cli.errors import OutputError
+from tsf_cli.errors import MissingDependencyError, OutputError
 from tsf_cli.io.page import render_page, script_json, video_url
 from tsf_cli.io.plot import SIZE_PX
 from tsf_cli.io.subtitles import ZWSP, cue_text, render_srt, render_vtt, srt_time, vtt_time
@@ -161,9 +161,9 @@ def test_without_matplotlib_a_plot_is_one_line_naming_the_extra_before_anything_
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    with pytest.raises(OutputError) as error:
+    with pytest.raises(MissingDependencyError) as error:
         check_timeline_outputs([tmp_path / "t.json", tmp_path / "t.png"])
-    assert "\n" not in str(error.value) and "pip install 'tsf-cli[plot]'" in str(error.value)
+    assert "\n" not in str(error.value) and 'pip install "tsf-cli[plot]"' in str(error.value)
     assert list(tmp_path.iterdir()) == []
 
 
