@@ -117,6 +117,16 @@ def test_the_commands_read_objects_or_say_they_do_not(s3, checkpoint, tmp_path):
     assert info.exit_code == 3 and info.stderr.count("\n") == 1 and "not objects in a store" in info.stderr
 
 
+def test_resume_refuses_to_mix_other_settings_into_an_object_and_says_which(s3, checkpoint, tmp_path):
+    s3.upload_file(str(make_video(tmp_path / "v.mp4", frames=24)), "bkt", "in/v.mp4")
+    s3.upload_file(str(make_video(tmp_path / "w.mp4", frames=24)), "bkt", "in/w.mp4")
+    options = {"model": str(checkpoint), "device": "cpu", "dtype": "fp32", "workers": 0}
+    api.batch(["s3://bkt/in/v.mp4"], "s3://bkt/r.jsonl", top_k=2, **options)
+    with pytest.raises(OutputError, match=r"holds results of .*predictions 2, this run gives .*predictions 3"):
+        api.batch(["s3://bkt/in/"], "s3://bkt/r.jsonl", top_k=3, resume=True, **options)
+    assert _paths(s3, "r.jsonl") == ["s3://bkt/in/v.mp4"]
+
+
 def _paths(s3, key: str) -> list[str]:
     return [json.loads(line)["path"] for line in text(s3, "bkt", key).splitlines()]
 

@@ -26,7 +26,7 @@ import time
 from ..errors import OutputError
 from ..results import VideoFailure
 from .objects import filesystem_and_path
-from .records import RECORD_FORMATS
+from .records import RECORD_FORMATS, held_identity
 
 
 class ObjectRecordSink:
@@ -122,15 +122,7 @@ class ObjectRecordSink:
     def write(self, record) -> None:
         if record.path in self.done:
             raise ValueError(f"{record.path} is already recorded in {self.path}")
-        identity = self.format.identity(record)
-        if identity is not None:
-            if self._identity is None:
-                self._identity = identity
-            elif identity != self._identity:
-                raise OutputError(
-                    f"{self.path} holds results of other weights or another top-k than this run's: use the same "
-                    "options, --overwrite or another output"
-                )
+        self._identity = held_identity(self.path, self._identity, self.format.identity(record))
         self._pending.append(record)
         self.done.add(record.path)
         if isinstance(record, VideoFailure):

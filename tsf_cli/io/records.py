@@ -354,15 +354,7 @@ class RecordSink:
     def write(self, record) -> None:
         if record.path in self.done:
             raise ValueError(f"{record.path} is already recorded in {self.path}")
-        identity = self.format.identity(record)
-        if identity is not None:
-            if self._identity is None:
-                self._identity = identity
-            elif identity != self._identity:
-                raise OutputError(
-                    f"{self.path} holds results of {_describe(self._identity)}, this run gives "
-                    f"{_describe(identity)}: use the same options, --overwrite or another output file"
-                )
+        self._identity = held_identity(self.path, self._identity, self.format.identity(record))
         with reporting(self.path):
             self._file.write(self.format.encode(record, self.top_k))
             self._file.flush()
@@ -396,6 +388,19 @@ class RecordSink:
             self.close()
         finally:
             self.release()
+
+
+def held_identity(path, held: dict | None, identity: dict | None) -> dict | None:
+    """What a record file holds once a record of ``identity`` joins those of ``held`` (None: not known yet); records
+    of other weights or other settings are refused, so that one file never mixes two runs' results."""
+    if identity is None:
+        return held
+    if held is not None and identity != held:
+        raise OutputError(
+            f"{path} holds results of {_describe(held)}, this run gives {_describe(identity)}: use the same options, "
+            "--overwrite or another output file"
+        )
+    return identity
 
 
 def _describe(identity: dict) -> str:
