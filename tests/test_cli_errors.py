@@ -113,6 +113,13 @@ def test_what_an_output_cannot_be_is_refused_before_the_model_loads(video, tmp_p
         assert result.exit_code == 2 and message in one_error_line(result), result.output
 
 
+def test_a_gpu_index_with_ray_is_refused_before_the_model_loads(video, tmp_path):
+    pytest.importorskip("ray")
+    args = ["batch", video, "-o", tmp_path / "o.jsonl", "--engine", "ray", "--device", "cuda:1"]
+    result = invoke(*args, "--model", tmp_path / "no-model-here")  # loading it first would be exit 4
+    assert result.exit_code == 2 and "each model actor gets a GPU" in one_error_line(result)
+
+
 def test_tsf_alone_prints_the_help():
     result = invoke()
     assert result.exit_code == 0 and "Commands" in result.stdout and result.stderr == ""

@@ -264,7 +264,7 @@ def batch(
     ``output`` may also be a folder (a path ending in ``/``), which gets labels as Parquet files, one per block.
     """
     _check_flags(resume, overwrite, retry_failed)
-    _check_engine(engine, ray_address, runtime)
+    _check_engine(engine, ray_address, runtime, device)
     if timeline:
         _check_timeline_batch(output, format, clips, start)
     elif windows or any(choice is not None for choice in (window, hop, min_probability, smooth)):
@@ -458,7 +458,7 @@ def embed_files(
     from .io.embeddings import get_embedding_writer, open_embedding_journal
 
     _check_flags(resume, overwrite, retry_failed)
-    _check_engine(engine, ray_address, runtime)
+    _check_engine(engine, ray_address, runtime, device)
     check_options(1, pool, batch_size)
     output = _checked_output(output, engine, resume, retry_failed, stdout_ok=False)
     if not _is_folder(output):
@@ -504,7 +504,7 @@ def embed_files(
 ENGINES = ("local", "ray")
 
 
-def _check_engine(engine: str, ray_address: str | None, runtime: str) -> None:
+def _check_engine(engine: str, ray_address: str | None, runtime: str, device: str) -> None:
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")
     if ray_address is not None and engine != "ray":
@@ -512,9 +512,11 @@ def _check_engine(engine: str, ray_address: str | None, runtime: str) -> None:
     if engine == "ray" and runtime != "torch":
         raise UsageError(f"--runtime {runtime} runs on the local engine: Ray's model actors run the torch runtime")
     if engine == "ray":
+        from .inference.ray_runner import check_actor_device
         from .inference.ray_session import require_ray
 
         require_ray()  # before any work: a missing extra is found in a second, not after the model loaded
+        check_actor_device(device)
 
 
 def _checked_output(output, engine: str, resume: bool, retry_failed: bool, *, stdout_ok: bool):

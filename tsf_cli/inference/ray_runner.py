@@ -250,15 +250,19 @@ def _as_table(batch):
 # --- A run: the session around the pipeline -----------------------------------------------------------------------
 
 
+def check_actor_device(device: str) -> None:
+    """Each model actor takes a GPU of its own, so a GPU index means nothing to Ray."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device {device} with --engine ray: use auto, cpu or cuda (each model actor gets a GPU)")
+
+
 def actor_device(device: str, cluster: Cluster) -> str:
-    """Where the model actors run: ``auto`` is CUDA where the cluster has GPUs; each actor then takes one of its own,
-    so a GPU index means nothing here."""
+    """Where the model actors run: ``auto`` is CUDA where the cluster has GPUs."""
+    check_actor_device(device)
     if device == "auto":
         return "cuda" if cluster.gpus >= 1 else "cpu"
     if device == "cpu":
         return "cpu"
-    if device != "cuda":
-        raise UsageError(f"--device {device} with --engine ray: use auto, cpu or cuda (each model actor gets a GPU)")
     if cluster.gpus < 1:
         raise DeviceError("--device cuda was asked for but the Ray cluster has no GPU; use --device cpu (or auto)")
     return "cuda"
