@@ -225,7 +225,8 @@ def test_a_damaged_file_s_timeline_says_so_and_strict_fails_it(checkpoint, tmp_p
     assert shown.exit_code == 0 and "Warning: " in shown.stderr and "truncated" in shown.stderr
     (timeline,) = json.loads(shown.stdout)["results"]
     assert timeline["warnings"][0].startswith("truncated: its Matroska header says")
-    assert invoke("timeline", cut, "--model", checkpoint, "--strict").exit_code == 3
+    strict = invoke("timeline", cut, "--model", checkpoint, "--strict", "-o", tmp_path / "cut.srt")
+    assert strict.exit_code == 3 and "(--strict)" in one_error_line(strict) and not (tmp_path / "cut.srt").exists()
     whole = json.loads(invoke("timeline", tmp_path / "w.mkv", "--model", checkpoint, "--json").stdout)
     assert whole["results"][0]["warnings"] == []
     out = tmp_path / "t.jsonl"

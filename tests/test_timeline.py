@@ -135,18 +135,39 @@ def test_stream_frames_gives_each_wanted_frame_once_in_order_as_a_full_decode_ha
         assert np.array_equal(frame, reference[index])
 
 
-def test_the_timeout_bounds_the_wait_for_each_frame_not_the_video_s_length(video):
-    """A long video is not cut short: the consumer's time between frames does not count, each frame's wait does."""
+def test_a_stream_s_timeout_bounds_each_step_not_the_video_s_length(video):
+    """A long video is not cut short: the consumer's time between frames does not count, each frame's wait does;
+    without ``deadline_per_step`` (classify's decoding) the timeout bounds the whole call."""
     limits = DecodeLimits(timeout_s=1.0)
-    for _ in stream_frames(video, lambda times: range(0, 240, 20), held=1, limits=limits):
+    every_20th = lambda times: range(0, 240, 20)  # noqa: E731
+    for _ in stream_frames(video, every_20th, held=1, limits=limits, deadline_per_step=True):
         time.sleep(0.2)  # 12 frames: 2.4 s in all, more than the timeout
+    with pytest.raises(VideoError, match=r"gave up after 1 s"):
+        for _ in stream_frames(video, every_20th, held=1, limits=limits):
+            time.sleep(0.2)
 
-    def slow_plan(times):  # the first frame's wait (index and plan included) goes past the timeout
+    def slow_plan(times):  # a step that takes longer than the timeout
         time.sleep(1.5)
         return [200]
 
     with pytest.raises(VideoError, match=r"gave up after 1 s"):
-        list(stream_frames(video, slow_plan, held=1, limits=limits))
+        list(stream_frames(video, slow_plan, held=1, limits=limits, deadline_per_step=True))
+
+
+def test_reading_the_index_is_many_steps_not_one_wait(video, monkeypatch):
+    """Reading the index reads every packet (over http, the whole file): each packet renews a stream's deadline."""
+    real_check = decode.check_deadline
+
+    def slow_check(*args):  # 5 ms a packet: the 240 packets take longer than the timeout, none of them alone
+        time.sleep(0.005)
+        real_check(*args)
+
+    monkeypatch.setattr(decode, "check_deadline", slow_check)
+    limits = DecodeLimits(timeout_s=0.5)
+    streamed = list(stream_frames(video, lambda times: [239], held=1, limits=limits, deadline_per_step=True))
+    assert [index for index, _ in streamed[1:]] == [239]
+    with pytest.raises(VideoError, match=r"gave up after 0.5 s"):
+        list(stream_frames(video, lambda times: [239], held=1, limits=limits))
 
 
 def test_the_views_of_each_window_equal_those_of_a_full_decode(video, predictor):
@@ -211,6 +232,18 @@ def test_a_video_the_decoder_counts_otherwise_than_its_packets_is_planned_on_the
     windows = items[items.index(plan) + 1 :]
     for got, expected in zip(windows, views_of_a_full_decode(cut, plan, predictor), strict=True):
         assert np.array_equal(got.pixels, expected)
+
+
+def test_a_frame_decoded_again_is_reported_damaged_once(tmp_path, monkeypatch):
+    """When decoding starts over (the decoder gave other frames than the packets promised), the frames decoded again
+    are judged again: each is named once."""
+    whole = make_video(tmp_path / "whole.mkv", frames=120, fps=12, size=(48, 36), gop=12, bframes=0)
+    cut = drop_leading_packets(whole, tmp_path / "cut.mkv", count=5)
+    monkeypatch.setattr(decode, "_tainted", lambda tainted, frames: True)  # every frame looks concealed
+    report = decode.DecodeReport()
+    items = list(stream_frames(cut, lambda times: [30, 60], held=1, report=report))
+    assert sum(isinstance(item, FrameTimes) for item in items) > 1  # it did start over
+    assert report.warnings()[-1].startswith("frame(s) 30, 60 may show damage")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

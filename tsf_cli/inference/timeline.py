@@ -123,7 +123,10 @@ def window_views(
         # full-size frames held at once: those waiting for the resizer, the one being resized, the one decoding
         held = _RESIZING_AHEAD + 2
         report = DecodeReport()
-        for item in stream_frames(source, wanted, held=held, stream=views.stream, limits=limits, report=report):
+        stream = stream_frames(
+            source, wanted, held=held, stream=views.stream, limits=limits, report=report, deadline_per_step=True
+        )
+        for item in stream:
             if isinstance(item, FrameTimes):
                 plan = _plan(item.times, options, views)
                 still_needed = plan.still_needed()
@@ -275,9 +278,10 @@ def timeline_of(
     stream = window_views(path, options, views, predictor.preprocess_config, limits)
     while True:
         try:
-            assembler.take(path, next(stream))
+            item = next(stream)
         except StopIteration as end:  # its value: the stream's warnings
             return assembler.finish(path, end.value)
+        assembler.take(path, item)
 
 
 def run_timelines(

@@ -287,6 +287,7 @@ def _read_index(container, stream, path: str, limits: DecodeLimits, deadline: De
                 placeholders += packet.dts is not None or packet.pts is not None
                 continue
             check_deadline(deadline, path, limits)
+            deadline.step()
             if len(pts) >= limits.max_frames:
                 raise VideoError(path, f"more than {limits.max_frames} frames (DecodeLimits.max_frames)")
             if packet.pts is not None:
@@ -402,7 +403,7 @@ class DecodeReport:
     def warnings(self) -> list[str]:
         damage = []
         if self.damaged:
-            shown = ", ".join(str(i) for i in sorted(self.damaged)[:5])
+            shown = ", ".join(str(i) for i in sorted(set(self.damaged))[:5])
             cause = f" ({self.error})" if self.error else ""
             damage = [f"frame(s) {shown} may show damage the decoder concealed: it met errors{cause} on the way"]
         elif self.error:
@@ -695,6 +696,7 @@ def stream_frames(
     stream: int | None = None,
     limits: DecodeLimits = DecodeLimits(),
     report: DecodeReport | None = None,
+    deadline_per_step: bool = False,
 ) -> Iterator[FrameTimes | tuple[int, np.ndarray]]:
     """Decode the frames ``plan`` wants, each once, and yield them as they come: ``(index, frame)`` by ascending
     index, ``frame`` being (H, W, 3) uint8 RGB as displayed (rotation applied).
@@ -704,20 +706,21 @@ def stream_frames(
     times as ``plan`` did. Nothing is kept here once given, so a consumer that drops what it no longer needs holds
     only that, however long the video. ``held``: the most frames the consumer keeps at once, for the memory budget
     (``limits.max_memory``), checked from the stream's header before any frame is decoded. ``report`` collects what
-    the file, its packets and the decoder say is missing or damaged. ``limits.timeout_s`` bounds the wait for each
-    frame (the first one's includes reading the index). ``path`` may also be an open, seekable binary file object
-    with a ``name`` (see ``open_file_container``).
+    the file, its packets and the decoder say is missing or damaged. ``limits.timeout_s`` bounds the whole call, or
+    with ``deadline_per_step`` the wait for each packet of the index and then for each frame (a stream as long as a
+    film is not cut short). ``path`` may also be an open, seekable binary file object with a ``name`` (see
+    ``open_file_container``).
     """
     source = path
     local = isinstance(source, (str, os.PathLike))
     path = os.fspath(source) if local else source.name
-    deadline = limits.deadline()
+    deadline = limits.deadline(per_step=deadline_per_step)
     report = report if report is not None else DecodeReport()
 
     def given(frames: Iterator[tuple[int, np.ndarray, int]]) -> Iterator[tuple[int, np.ndarray]]:
         for item in _as_displayed(frames):
             yield item
-            deadline.renew()  # the limit is on the wait for each frame: not the video's length, nor the consumer's time
+            deadline.step()  # after the consumer's turn, which is not the decoder's time
 
     try:
         with _open_source(source, limits) as container:
@@ -739,7 +742,8 @@ def stream_frames(
                 except _Untrusted:
                     pass  # decode from the start below, in a fresh container
         if index.trusted:
-            yield FrameTimes(index.times)  # the frames given so far all come again
+            report.damaged.clear()  # of frames given so far, which all come again
+            yield FrameTimes(index.times)
         times = index.times
         for _ in range(2):
             with _open_source(source, limits) as container:

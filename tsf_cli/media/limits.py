@@ -36,21 +36,23 @@ class DecodeLimits:
     # task one CPU (a Ray task), so that many decoders side by side do not each spread over every core
     threads: int = 0
 
-    def deadline(self) -> Deadline:
-        """When a call starting now must give up."""
-        return Deadline(self.timeout_s)
+    def deadline(self, *, per_step: bool = False) -> Deadline:
+        """When a call starting now must give up: ``timeout_s`` after now, or with ``per_step`` after its last step."""
+        return Deadline(self.timeout_s, per_step=per_step)
 
 
 class Deadline:
-    """When a call must give up, on the ``time.monotonic()`` clock. A stream of frames renews it at each frame it
-    gives, so that a long video is bounded by its slowest frame, not by its length (or its consumer's time)."""
+    """When a call must give up, on the ``time.monotonic()`` clock. With ``per_step`` each step renews it (a packet
+    read, a frame given): a long video's stream is then bounded by its slowest step, not by its length, nor by its
+    consumer's time; without, the whole call is bounded."""
 
-    def __init__(self, seconds: float | None):
-        self.seconds = seconds
-        self.renew()
+    def __init__(self, seconds: float | None, *, per_step: bool = False):
+        self.seconds, self.per_step = seconds, per_step
+        self.at = time.monotonic() + (math.inf if seconds is None else seconds)
 
-    def renew(self) -> None:
-        self.at = time.monotonic() + (math.inf if self.seconds is None else self.seconds)
+    def step(self) -> None:
+        if self.per_step:
+            self.at = time.monotonic() + (math.inf if self.seconds is None else self.seconds)
 
     def passed(self) -> bool:
         return time.monotonic() > self.at
