@@ -3,6 +3,7 @@ noise, and no work done (or lost) before a mistake in the command line or an unw
 
 from __future__ import annotations
 
+import json
 import pickle
 import socket
 import time
@@ -118,6 +119,17 @@ def test_a_gpu_index_with_ray_is_refused_before_the_model_loads(video, tmp_path)
     args = ["batch", video, "-o", tmp_path / "o.jsonl", "--engine", "ray", "--device", "cuda:1"]
     result = invoke(*args, "--model", tmp_path / "no-model-here")  # loading it first would be exit 4
     assert result.exit_code == 2 and "each model actor gets a GPU" in one_error_line(result)
+
+
+@pytest.mark.parametrize("timeout", ["1e10", "inf"])
+def test_a_timeout_too_long_to_wait_for_is_no_limit(checkpoint, video, tmp_path, timeout):
+    """Past 24.8 days the system's waits overflow (OverflowError was a traceback): such a timeout is no limit."""
+    for workers in ("0", "1"):
+        out = tmp_path / f"{workers}.jsonl"
+        result = invoke("batch", video, "-o", out, "--model", checkpoint, "--timeout", timeout, "--workers", workers)
+        assert result.exit_code == 0, result.output
+        assert json.loads(out.read_text())["status"] == "ok"
+    assert invoke("timeline", video, "--model", checkpoint, "--timeout", timeout).exit_code == 0
 
 
 def test_tsf_alone_prints_the_help():

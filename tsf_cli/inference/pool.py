@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from ..errors import WorkerStartError
+from ..media.limits import as_timeout
 
 _STARTUP_TIMEOUT = 300  # seconds a new worker may take to start and import PyAV on a loaded machine
 # Why a worker may exit or stall before it is ready: spawn runs the parent's main script again in every worker (as
@@ -164,7 +165,7 @@ class WorkerPool:
             raise ValueError("workers must be at least 1")
         self._fn = fn
         self._size = workers
-        self._timeout = timeout
+        self._timeout = as_timeout(timeout)
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
 

@@ -12,6 +12,16 @@ from dataclasses import dataclass
 from ..errors import VideoError
 
 DEFAULT_TIMEOUT_S = 600.0
+# Longer than this is no limit: the system's waits overflow past 24.8 days (poll's milliseconds in a C int), and
+# FFmpeg's microseconds take no infinity.
+LONGEST_TIMEOUT_S = 1e6
+
+
+def as_timeout(seconds: float | None) -> float | None:
+    """``seconds`` as a time limit: None (no limit) for None or more than LONGEST_TIMEOUT_S, infinity included."""
+    return None if seconds is None or seconds > LONGEST_TIMEOUT_S else seconds
+
+
 # 2 GiB per video: a 16 GB laptop running four decoding workers (--workers 4) spends at most 8 GiB on decoding,
 # leaving the model's process (TimeSformer-base with batches of a few videos: 2-3 GB), the system and a desktop the
 # rest. 4K at 16 frames fits (about 0.7 GiB), 8K at 8 frames fits (1.5 GiB, with fewer decoder threads), 8K at 16
@@ -35,6 +45,9 @@ class DecodeLimits:
     # FFmpeg's decoding threads per video: 0 lets FFmpeg choose (about one per core); 1 where a scheduler gave the
     # task one CPU (a Ray task), so that many decoders side by side do not each spread over every core
     threads: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timeout_s", as_timeout(self.timeout_s))
 
     def deadline(self, *, per_step: bool = False) -> Deadline:
         """When a call starting now must give up: ``timeout_s`` after now, or with ``per_step`` after its last step."""
