@@ -175,8 +175,8 @@ def test_cuda_without_cuda_is_exit_7(checkpoint, videos, monkeypatch):
 
 def test_debug_shows_the_traceback(videos):
     result = invoke("--debug", "classify", videos / "a.mp4", "--model", "not-a-model")
-    assert result.exit_code != 0
-    assert type(result.exception).__name__ == "ModelNotFoundError"
+    assert result.exit_code == 4  # the documented code, with the traceback before the error line
+    assert "Traceback (most recent call last)" in result.stderr and "ModelNotFoundError" in result.stderr
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])

@@ -139,7 +139,8 @@ def test_tsf_alone_prints_the_help():
 
 def test_debug_and_quiet_work_after_the_command_too(checkpoint, video, tmp_path):
     result = invoke("classify", video, "--model", "not-a-model", "--debug")
-    assert type(result.exception).__name__ == "ModelNotFoundError"
+    assert "Traceback (most recent call last)" in result.stderr and "ModelNotFoundError" in result.stderr
+    assert result.exit_code == 4  # the documented code still, not a crash's 1
     out = tmp_path / "out.jsonl"
     quiet = invoke("batch", video, "-o", out, "--model", checkpoint, "--workers", "0", "--quiet")
     assert quiet.exit_code == 0 and quiet.stderr == "" and out.exists()

@@ -15,8 +15,9 @@ import functools
 import logging
 import os
 import sys
+import traceback
 import warnings
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -87,28 +88,27 @@ def reports_errors(command):
         try:
             return command(*args, **kwargs)
         except TsfError as exc:
-            if _state["debug"]:
-                raise
-            display.error(str(exc))
-            raise typer.Exit(exc.exit_code) from None
+            _fail(str(exc), exc.exit_code)
         except ValueError as exc:
             # Option values the API rejects (a zero batch size, an unknown pool) are usage errors.
-            if _state["debug"]:
-                raise
-            display.error(str(exc))
-            raise typer.Exit(EXIT_USAGE) from None
+            _fail(str(exc), EXIT_USAGE)
         except OSError as exc:
             # What the system refused where tsf asked nothing more specific (a folder it may not enter, a name too
             # long): tsf's own checks name what they check; this names the path and the system's reason.
-            if _state["debug"]:
-                raise
-            display.error(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
-            raise typer.Exit(TsfError.exit_code) from None
+            _fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc), TsfError.exit_code)
         except KeyboardInterrupt:
             display.stderr.print("Interrupted.")
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
+
+
+def _fail(message: str, exit_code: int) -> NoReturn:
+    """The one ``Error:`` line and the documented exit code; with --debug the traceback first, same exit code."""
+    if _state["debug"]:
+        traceback.print_exc()
+    display.error(message)
+    raise typer.Exit(exit_code) from None
 
 
 def _version(value: bool):
