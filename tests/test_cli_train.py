@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
 from typer.testing import CliRunner
 
+from tests._videos import make_video
 from tsf_cli.cli import app
 
 
@@ -78,3 +80,16 @@ def test_eval_checks_its_csv_folder_before_evaluating(dataset, base, tmp_path):
     result = invoke("eval", dataset / "val", "--model", base, "--csv", target, "--workers", "0")
     assert result.exit_code == 6 and result.stderr.strip() == f"Error: {target}: no such folder {target.parent}"
     assert not target.parent.exists()
+
+
+def test_eval_json_is_json_when_a_label_has_no_video_that_decodes(tmp_path):
+    (tmp_path / "set" / "moving_up").mkdir(parents=True)
+    (tmp_path / "set" / "moving_down").mkdir()
+    make_video(tmp_path / "set" / "moving_up" / "a.mp4", frames=24)
+    (tmp_path / "set" / "moving_down" / "b.mp4").write_text("not a video")
+    result = invoke("eval", tmp_path / "set", "--model", "demo", "--json", "--workers", "0")
+    scores = json.loads(result.stdout, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    by_label = {c["label"]: c for c in scores["per_class"]}
+    assert by_label["moving_down"] == {"label": "moving_down", "count": 0, "accuracy": None}
+    table = invoke("eval", tmp_path / "set", "--model", "demo", "--workers", "0")
+    assert "nan" not in table.stdout

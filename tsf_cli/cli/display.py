@@ -275,7 +275,7 @@ def evaluation_tables(result) -> tuple[Table, ...]:
     for column in ("label", "videos", "top-1"):
         summary.add_column(column, justify="left" if column == "label" else "right")
     for c in result.per_class:
-        summary.add_row(c.label, str(c.count), f"{c.accuracy:.1%}")
+        summary.add_row(c.label, str(c.count), "-" if c.accuracy is None else f"{c.accuracy:.1%}")
     summary.add_section()
     summary.add_row("[bold]all[/]", str(result.count), f"[bold]{result.top1:.1%}[/] (top-5 {result.top5:.1%})")
     if len(result.columns) > CONFUSION_MAX_LABELS:

@@ -30,8 +30,9 @@ class ClassAccuracy:
     correct: int
 
     @property
-    def accuracy(self) -> float:
-        return self.correct / self.count if self.count else float("nan")
+    def accuracy(self) -> float | None:
+        """None for a label none of whose videos could be scored (JSON's null: NaN is not JSON)."""
+        return self.correct / self.count if self.count else None
 
 
 @dataclass(frozen=True)
