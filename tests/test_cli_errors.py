@@ -211,6 +211,9 @@ def test_eval_checks_that_it_can_write_its_csv_before_evaluating(dataset, base, 
     blocker.write_text("x")
     result = invoke("eval", dataset / "val", "--model", base, "--csv", blocker / "sub" / "c.csv", "--workers", "0")
     assert result.exit_code == 6 and "no such folder" in one_error_line(result)
+    (tmp_path / "c.csv").mkdir()  # found only after evaluating every video before: --model base has no weights
+    folder = invoke("eval", dataset / "val", "--model", base, "--csv", tmp_path / "c.csv", "--workers", "0")
+    assert folder.exit_code == 6 and "it is a folder, not a file" in one_error_line(folder)
 
 
 def test_the_ray_engine_without_ray_is_one_line_naming_the_extra(checkpoint, video, tmp_path, monkeypatch):

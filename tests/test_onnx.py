@@ -173,6 +173,22 @@ def test_tsf_classify_runs_an_exported_file_as_its_model(demo_export, videos):
     other = invoke("classify", clip, "--model", path, "--runtime", "onnx", "--frames", "4")
     assert other.exit_code == 2
     assert other.stderr.startswith(f"Error: {path} takes 8 frames of 64x64, not 4 of 64x64: export a graph")
+    torch_runtime = invoke("classify", clip, "--model", path)  # said the file was no folder
+    assert (
+        torch_runtime.exit_code == 4 and "is an exported ONNX graph: run it with --runtime onnx" in torch_runtime.stderr
+    )
+
+
+def test_export_writes_an_onnx_file_and_nothing_else(tmp_path):
+    (tmp_path / "folder.onnx").mkdir()
+    for output, message in [
+        ("-", "an exported graph is written as a .onnx file"),  # was a file named -
+        (tmp_path / "graph.txt", "an exported graph is written as a .onnx file"),
+        (tmp_path / "folder.onnx", "it is a folder, not a file"),  # found after the export before
+    ]:
+        result = invoke("export", "--model", "demo", "-o", output)
+        assert result.exit_code == 6 and message in result.stderr, result.output
+    assert not (tmp_path / "graph.txt").exists() and not os.path.exists("-")
 
 
 def test_a_features_graph_gives_the_embeddings_of_tsf_embed(checkpoint, videos, tmp_path):

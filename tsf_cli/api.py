@@ -714,6 +714,8 @@ def export(
         raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
     if dtype not in GRAPH_DTYPES:
         raise ValueError(f"an ONNX graph is {' or '.join(GRAPH_DTYPES)}, not {dtype!r}")
+    if Path(output).suffix.lower() != ".onnx":
+        raise OutputError(f"{output}: an exported graph is written as a .onnx file")
     check_writable(output)
     source, preset = resolve_model(model)
     if revision is None and preset is not None:

@@ -93,6 +93,8 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False) -> None:
         raise OutputError(
             f"{path}: {target} is not a folder" if target.exists() else f"{path}: no such folder {target}"
         )
+    if not folder and path.is_dir():
+        raise OutputError(f"{path}: cannot write: it is a folder, not a file")
     existing = next(p for p in (target, *target.parents) if p.exists() or p == Path(p.anchor))
     if not existing.is_dir():
         raise OutputError(f"{path}: cannot write: {existing} is a file, not a folder")

@@ -45,6 +45,8 @@ def resolve_model(model: str) -> tuple[str, Preset | None]:
     looks_like_path = model.startswith((".", "~", os.sep)) or model.count("/") > 1 or os.sep in model.strip("/")
     if HUB_ID.match(model) and not os.path.exists(model):
         return model, None
+    if os.path.isfile(model) and model.lower().endswith(".onnx"):
+        raise ModelNotFoundError(f"{model} is an exported ONNX graph: run it with --runtime onnx")
     if looks_like_path or os.path.exists(model):
         raise ModelNotFoundError(f"model folder {model!r} does not exist (or is not a folder)")
     names = ", ".join(all_presets())
