@@ -36,7 +36,7 @@ from tsf_cli import api
 from tsf_cli.cli import app
 from tsf_cli.errors import CheckpointError, VideoError
 from tsf_cli.media.decode import sample_video
-from tsf_cli.media.limits import DecodeLimits
+from tsf_cli.media.limits import DecodeLimits, format_size
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,7 +127,7 @@ def test_a_few_hundred_bytes_claiming_8000x8000_are_refused_before_decoding(tmp_
         f"try:\n    sample_video({str(bomb)!r}, 8)\nexcept VideoError as e:\n    print(e.cause)\n"
     )
     peak, printed = _peak_rss_mib(code)
-    pix_fmt, need = ("yuv420p", "2.6") if make is make_sps_bomb else ("bgra", "3.8")
+    pix_fmt, need = ("yuv420p", "2.56") if make is make_sps_bomb else ("bgra", "3.76")
     assert printed.strip() == (
         f"decoding 8 frames of 8000x8000 ({pix_fmt}) needs about {need} GiB, over the limit of 2 GiB "
         "(DecodeLimits.max_memory, --max-memory)"
@@ -154,6 +154,12 @@ def test_the_memory_limit_is_the_user_s_to_raise_or_lower(checkpoint, tmp_path):
         refused = invoke(*args, *outputs)
         assert refused.exit_code == 3 and "over the limit of 1 MiB" in refused.stderr, (command, refused.output)
     assert invoke("classify", video, "--model", checkpoint, "--max-memory", "lots").exit_code == 2
+
+
+def test_a_size_over_the_limit_never_reads_as_the_limit():
+    """'needs about 1 MiB, over the limit of 1 MiB' was 1.04 MiB against 1 MiB; a 1-byte limit read '0 KiB'."""
+    assert (format_size(1.04 * 2**20), format_size(2**20)) == ("1.04 MiB", "1 MiB")
+    assert (format_size(1), format_size(100 * 2**10), format_size(2.6 * 2**30)) == ("1 B", "100 KiB", "2.6 GiB")
 
 
 def test_a_stream_that_switches_to_a_huge_size_is_not_decoded_at_that_size(tmp_path):

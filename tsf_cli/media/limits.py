@@ -136,8 +136,12 @@ def _auto_threads() -> int:
 
 
 def format_size(size: float) -> str:
-    """Bytes for people: ``100 KiB``, ``256 MiB``, ``2 GiB``, ``2.6 GiB``."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+    """Bytes for people, in three figures, so that two sizes that differ read differently: ``100 KiB``, ``256 MiB``,
+    ``2 GiB``, ``1.04 MiB``, ``12.6 MiB``, ``200 B``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if size >= scale:
-            return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{size / 2**10:.0f} KiB"
+            value = size / scale
+            digits = 2 if value < 10 else 1 if value < 100 else 0
+            text = f"{value:.{digits}f}"
+            return (text.rstrip("0").rstrip(".") if digits else text) + f" {unit}"
+    return f"{size:.0f} B"
