@@ -162,10 +162,9 @@ class RunProgress(Loading):
     def finished(self, record) -> None:
         if getattr(record, "status", None) == "error":
             self._failed += 1
-            failed = Text.assemble(("failed:", "yellow"), " ", readable(record.message))
-            self._progress.console.print(failed, soft_wrap=True)
-        for warning in getattr(record, "warnings", ()):
-            self._progress.console.print(Text.assemble(("warning:", "yellow"), f" {readable(record.path)}: {warning}"))
+            say("failed", "yellow", record.message, self._progress.console)
+        for warning in getattr(record, "warnings", ()):  # one line each, as everywhere: grep finds them whole
+            say("Warning", "yellow", f"{record.path}: {warning}", self._progress.console)
         self._progress.update(self._task, advance=1, failed=self._failed)
 
 
