@@ -73,6 +73,10 @@ def test_an_empty_or_missing_set_is_a_dataset_error(tmp_path):
         list_labelled_videos(tmp_path / "empty")
     with pytest.raises(DatasetError, match="not a folder"):
         list_labelled_videos(tmp_path / "missing")
+    latin1 = tmp_path / "set.csv"
+    latin1.write_bytes("vidéo.mp4,a\n".encode("latin-1"))  # said "'utf-8' codec can't decode", naming no file
+    with pytest.raises(DatasetError, match=r"set\.csv: not UTF-8 text \(byte 3\)"):
+        list_labelled_videos(latin1)
 
 
 def test_the_held_out_split_is_per_class_and_reproducible():

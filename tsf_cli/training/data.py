@@ -54,13 +54,17 @@ def list_labelled_videos(source: str | os.PathLike) -> tuple[LabelledVideo, ...]
 
 def _read_csv(source: Path) -> tuple[LabelledVideo, ...]:
     found = []
-    with source.open(newline="", encoding="utf-8") as file:
-        for line, row in enumerate(csv.reader(file), start=1):
-            if not row or row[0].startswith("#") or (line == 1 and [c.strip() for c in row] == ["path", "label"]):
-                continue
-            if len(row) != 2 or not row[0].strip() or not row[1].strip():
-                raise DatasetError(f"{source}:{line}: expected 'path,label', got {','.join(row)!r}")
-            found.append(LabelledVideo(str(source.parent / row[0].strip()), row[1].strip()))
+    try:
+        with source.open(newline="", encoding="utf-8") as file:
+            rows = list(csv.reader(file))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{source}: not UTF-8 text (byte {exc.start}); save the list as UTF-8") from None
+    for line, row in enumerate(rows, start=1):
+        if not row or row[0].startswith("#") or (line == 1 and [c.strip() for c in row] == ["path", "label"]):
+            continue
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            raise DatasetError(f"{source}:{line}: expected 'path,label', got {','.join(row)!r}")
+        found.append(LabelledVideo(str(source.parent / row[0].strip()), row[1].strip()))
     if not found:
         raise DatasetError(f"{source}: no path,label rows")
     return tuple(found)
