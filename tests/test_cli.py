@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
-from typer.testing import CliRunner
 
+from tests._cli import invoke
 from tests._models import COMMIT, checkpoint_files, make_hub_cache
 from tests._videos import corrupt_file, make_audio, make_empty, make_text, make_video
 from tsf_cli import api
@@ -44,10 +44,6 @@ def videos(tmp_path_factory) -> Path:
     make_audio(folder / "sound.m4a")
     make_text(folder / "readme.txt")
     return folder
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def records(path: Path) -> list[dict]:

@@ -6,14 +6,9 @@ import csv
 import json
 
 import pytest
-from typer.testing import CliRunner
 
+from tests._cli import invoke
 from tests._videos import make_video
-from tsf_cli.cli import app
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def test_train_then_eval_through_the_cli(dataset, base, tmp_path):

@@ -10,9 +10,8 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from tsf_cli.cli import app
+from tests._cli import invoke
 from tsf_cli.demo.recipe import DEMO_CONFIG, DEMO_PREPROCESSOR
 from tsf_cli.demo.synthetic import MOTIONS, write_clip
 
@@ -23,10 +22,6 @@ FORMATS = [(".webm", "libvpx-vp9"), (".mkv", "mpeg4"), (".avi", "mjpeg"), (".mp4
 # one inside that range.
 SIZES = [(64, 48), (200, 150), (256, 144), (96, 160), (120, 120)]
 CLIPS = 80  # 10 per motion, so one mistake costs 1.25 points and the bar allows four
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def test_the_demo_folder_is_a_small_complete_checkpoint():

@@ -9,12 +9,11 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
+from tests._cli import invoke
 from tests._models import save_tiny_classifier
 from tests._videos import make_video
 from tsf_cli import api
-from tsf_cli.cli import app
 from tsf_cli.errors import OutputError, UsageError
 from tsf_cli.inference.explain import ViewGeometry, frame_importance
 from tsf_cli.inference.views import load_views
@@ -23,10 +22,6 @@ from tsf_cli.io.explanations import EXPLANATION_WRITERS, write_explanation
 from tsf_cli.media.preprocess import PreprocessConfig
 
 SUFFIXES = (".npz", ".png", ".gif", ".mp4")
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

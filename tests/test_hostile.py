@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
+from tests._cli import invoke, one_error_line
 from tests._hostile import (
     flip_mdhd,
     gif_images,
@@ -33,22 +33,11 @@ from tests._hostile import (
 )
 from tests._videos import encoder_available, make_text, make_video, truncate_file
 from tsf_cli import api
-from tsf_cli.cli import app
 from tsf_cli.errors import CheckpointError, VideoError
 from tsf_cli.media.decode import sample_video
 from tsf_cli.media.limits import DecodeLimits, format_size
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    return lines[0]
 
 
 def cause(path, frames: int = 8, **kwargs) -> str:

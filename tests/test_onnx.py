@@ -17,8 +17,8 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from typer.testing import CliRunner
 
+from tests._cli import invoke
 from tests._models import (
     COMMIT,
     OTHER_COMMIT,
@@ -30,7 +30,6 @@ from tests._models import (
 )
 from tests._videos import make_video
 from tsf_cli import api
-from tsf_cli.cli import app
 from tsf_cli.errors import UsageError
 from tsf_cli.inference import graphs, onnx_predictor
 from tsf_cli.inference.onnx_predictor import OnnxPredictor, choose_providers
@@ -43,10 +42,6 @@ from tsf_cli.model.onnx_format import OUTPUTS, GraphInfo, config_frames, config_
 from tsf_cli.model.timesformer import TimesformerConfig
 
 TOLERANCE = 1e-4  # what the issue asks of onnx against torch, on logits, embeddings and probabilities
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def run_graph(path: Path, pixels: torch.Tensor, outputs=OUTPUTS) -> list[np.ndarray]:

@@ -18,13 +18,12 @@ pytest.importorskip("ray")
 pytest.importorskip("moto")
 
 import pyarrow.parquet as pq  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
+from tests._cli import invoke  # noqa: E402
 from tests._faults import load_views_or_fail  # noqa: E402
 from tests._s3 import keys, local_s3, text  # noqa: E402
 from tests._videos import corrupt_file, make_text, make_video  # noqa: E402
 from tsf_cli import api  # noqa: E402
-from tsf_cli.cli import app  # noqa: E402
 from tsf_cli.errors import EngineError  # noqa: E402
 from tsf_cli.inference import ray_runner  # noqa: E402
 from tsf_cli.inference.predictor import Predictor  # noqa: E402
@@ -260,7 +259,7 @@ def test_the_command_takes_the_engine(cluster, videos, checkpoint, tmp_path, mon
     output = tmp_path / "labels.jsonl"
     monkeypatch.chdir(checkpoint.parent)  # a model folder named relative to here, where the actors are not
     args = ["batch", videos / "v2.mp4", "-o", output, "--engine", "ray", "-m", checkpoint.name, "--device", "cpu"]
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     (record,) = _jsonl(output).values()
     assert record["status"] == "ok" and record["model"]["device"] == "cpu"

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 import tsf_cli
+from tests._cli import invoke
 from tests._videos import make_text, make_video
 from tsf_cli import api
-from tsf_cli.cli import app
 from tsf_cli.results import Timeline
 
 
@@ -25,10 +24,6 @@ def videos(tmp_path_factory) -> Path:
     make_video(folder / "b.webm", frames=60, fps=10, size=(48, 64))  # 6 s
     make_text(folder / "notes.txt")
     return folder
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def test_a_table_and_a_strip_in_the_terminal_and_every_file_asked_for(checkpoint, videos, tmp_path):

@@ -12,17 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
+from tests._cli import invoke
 from tests._range_server import RangeServer
 from tests._videos import make_video
-from tsf_cli.cli import app
 from tsf_cli.errors import VideoError
 from tsf_cli.media.decode import sample_video
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

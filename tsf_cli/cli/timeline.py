@@ -86,7 +86,7 @@ def timeline(
     name = model or api.DEFAULT_MODEL
     with display.Loading().loading(name):
         predictor = api.load_model(name, revision=revision, device=device, dtype=value(dtype), runtime=value(runtime))
-    results, failed = [], False
+    results = []
     for video in videos:
         try:
             with display.WindowProgress(video) as progress:
@@ -111,7 +111,6 @@ def timeline(
                 )
         except VideoError as exc:  # one bad video does not stop the others; JSON gives its record, as classify's
             display.error(str(exc))
-            failed = True
             results.append(VideoFailure(video, type(exc).__name__, str(exc)))
             continue
         results.append(result)
@@ -122,7 +121,7 @@ def timeline(
             display.stderr.print(f"Wrote {path}", markup=False, highlight=False, soft_wrap=True)
     if as_json:
         api.write_json_document(results, sys.stdout)
-    if failed:
+    if any(isinstance(result, VideoFailure) for result in results):
         raise typer.Exit(VideoError.exit_code)
 
 
